@@ -170,6 +170,7 @@ static inline u32 hot_word(u32 base, u32 w)
 
 /* ------------------------------------------------------------- regions */
 static u32 ro_mb = 64, hot_mb = 16, cold_mb = 0, cverify_mb = 64;
+static u32 inject_pass;                   /* test only: corrupt memory before this pass */
 static u32 ro_addr, hot_addr, cold_addr;
 static u32 ro_pages, hot_pages, cold_pages;
 static u32 hot_gen, hot_cur;               /* pages < hot_cur carry hot_gen, others hot_gen-1 */
@@ -304,6 +305,7 @@ static void parse_cmdline(void)
             else if (streq(tok_, "rate")) dst = &rate_mb;
             else if (streq(tok_, "beat")) dst = &beat_ms;
             else if (streq(tok_, "cverify")) dst = &cverify_mb;
+            else if (streq(tok_, "inject")) dst = &inject_pass;
             if (!dst) { puts_("WARN unknown key "); puts_(tok_); putch('\n'); }
             else if (!parse_u32(eq + 1, &v)) { puts_("WARN bad value for "); puts_(tok_); putch('\n'); }
             else *dst = v;
@@ -403,6 +405,13 @@ void kmain(u32 magic, const struct mb_info *mbi)
     for (u32 pass = 1;; pass++) {
         u32 t0 = now_ms, w0 = hot_written, g0 = hot_gen;
         v_sum = 0; v_bad = 0; v_first = 0; v_lines = 0;
+        if (pass == inject_pass) {
+            /* Test hook: flip one word in each region (cold: in this pass's slice). */
+            puts_("INJECT "); putdec(pass); putch('\n');
+            if (ro_pages) *(volatile u32 *)(ro_addr + 12345 * 4 % (ro_pages * PAGE)) ^= 0x00010000u;
+            if (hot_pages) *(volatile u32 *)(hot_addr + (hot_pages - 1) * PAGE + 100 * 4) ^= 0x00000100u;
+            if (cold_pages) *(volatile u32 *)(cold_addr + cold_off * PAGE + 7 * 4) = 0;
+        }
         for (u32 i = 0; i < ro_pages; i++) { work(); verify_pat_page("ro", ro_addr + i * PAGE, SEED_RO); }
         for (u32 i = 0; i < hot_pages; i++) { work(); verify_hot_page(i); }
         u32 coff0 = cold_off;
