@@ -75,6 +75,7 @@ static u16 pm_port;
 static u32 clk_freq, clk_mask, clk_last;
 static u64 clk_ticks;
 static u32 now_ms;
+static u32 force_pit;       /* pit=1: do not use the ACPI PM timer */
 
 static u32 pci_read(u32 bus, u32 dev, u32 fn, u32 reg)
 {
@@ -116,7 +117,7 @@ static void clk_init(void)
         u32 pmba = pci_read(0, 0x1f, 0, 0x40) & 0xff80u;
         if (pmba && (pci_read(0, 0x1f, 0, 0x44) & 0x80)) port = pmba + 8;
     }
-    if (port) {
+    if (port && !force_pit) {
         u32 a = inl((u16)port) & 0xffffffu, b = a;
         for (int i = 0; i < 100000 && b == a; i++) b = inl((u16)port) & 0xffffffu;
         if (b != a) { clk_pm = 1; pm_port = (u16)port; }
@@ -306,6 +307,7 @@ static void parse_cmdline(void)
             else if (streq(tok_, "beat")) dst = &beat_ms;
             else if (streq(tok_, "cverify")) dst = &cverify_mb;
             else if (streq(tok_, "inject")) dst = &inject_pass;
+            else if (streq(tok_, "pit")) dst = &force_pit;
             if (!dst) { puts_("WARN unknown key "); puts_(tok_); putch('\n'); }
             else if (!parse_u32(eq + 1, &v)) { puts_("WARN bad value for "); puts_(tok_); putch('\n'); }
             else *dst = v;
