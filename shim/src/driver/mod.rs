@@ -1,0 +1,14 @@
+//! The QEMU driver's migration logic, sans-IO: flags, capabilities, phases, job state and events.
+
+pub mod migration;
+pub mod params;
+pub mod stats;
+pub mod vocab;
+
+pub use migration::{
+    check_driver_flags, check_public_flags, start_postcopy_without_job, abort_without_job, Action, ApiCall,
+    ApiValue, AsyncJob, DomainEvent, DomainView, Input, MigrateRequest, Migration, Outcome, Phase, Side,
+    SwitchedBy,
+};
+pub use stats::{JobStats, MigStatus};
+pub use vocab::{DomainState, VirError};

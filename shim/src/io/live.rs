@@ -1,0 +1,259 @@
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::mpsc::{channel, Receiver, Sender};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::driver::{ApiCall, ApiValue, DomainEvent, Side, VirError};
+use crate::engine::{EngineError, Incoming, Transport};
+
+/// A connected QMP monitor: a writer, and a reader thread that feeds lines into the loop.
+#[derive(Debug)]
+pub struct Monitor {
+    writer: Box<dyn WriteStream>,
+    reader: Option<Box<dyn ReadStream>>,
+}
+
+trait WriteStream: Write + Send + std::fmt::Debug {}
+impl<T: Write + Send + std::fmt::Debug> WriteStream for T {}
+trait ReadStream: std::io::Read + Send + std::fmt::Debug {}
+impl<T: std::io::Read + Send + std::fmt::Debug> ReadStream for T {}
+
+impl Monitor {
+    /// Connects to a QMP socket: a unix socket path, or `tcp:HOST:PORT`. Retries until `timeout`
+    /// (QEMU creates the socket a moment after it starts).
+    pub fn connect(addr: &str, timeout: Duration) -> std::io::Result<Monitor> {
+        let start = Instant::now();
+        loop {
+            let r: std::io::Result<Monitor> = if let Some(hp) = addr.strip_prefix("tcp:") {
+                TcpStream::connect(hp).and_then(|s| {
+                    Ok(Monitor {
+                        reader: Some(Box::new(s.try_clone()?)),
+                        writer: Box::new(s),
+                    })
+                })
+            } else {
+                UnixStream::connect(Path::new(addr)).and_then(|s| {
+                    Ok(Monitor {
+                        reader: Some(Box::new(s.try_clone()?)),
+                        writer: Box::new(s),
+                    })
+                })
+            };
+            match r {
+                Ok(m) => return Ok(m),
+                Err(e) if start.elapsed() >= timeout => {
+                    return Err(std::io::Error::new(e.kind(), format!("cannot connect to QMP socket {addr}: {e}")))
+                }
+                Err(_) => thread::sleep(Duration::from_millis(50)),
+            }
+        }
+    }
+}
+
+enum LoopMsg {
+    Line(Side, String),
+    Eof(Side, String),
+    Api(ApiCall, Sender<Result<ApiValue, VirError>>),
+}
+
+/// A handle another thread uses to call the API while `migrate` blocks.
+#[derive(Debug, Clone)]
+pub struct Controller {
+    tx: Sender<LoopMsg>,
+}
+
+impl std::fmt::Debug for LoopMsg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LoopMsg")
+    }
+}
+
+impl Controller {
+    /// Calls the API and waits for its result. Err(None) when the migration loop is gone.
+    pub fn call(&self, call: ApiCall) -> Option<Result<ApiValue, VirError>> {
+        let (tx, rx) = channel();
+        self.tx.send(LoopMsg::Api(call, tx)).ok()?;
+        rx.recv().ok()
+    }
+}
+
+/// Timings the live transport measured (the driver has no clock).
+#[derive(Debug, Clone, Default)]
+pub struct TransportStats {
+    /// MIGRATION_PASS with pass >= 2 taken by the loop -> `migrate-start-postcopy` written.
+    pub switch_latency: Option<Duration>,
+    pub started: Option<Instant>,
+    pub postcopy_at: Option<Duration>,
+    pub ended_at: Option<Duration>,
+}
+
+type EventSink = Box<dyn FnMut(Side, &DomainEvent) + Send>;
+type StopHook = Box<dyn FnMut(Side) + Send>;
+
+/// The engine's transport over two live monitors.
+pub struct LiveTransport {
+    writers: [Box<dyn WriteStream>; 2],
+    rx: Receiver<LoopMsg>,
+    tx: Sender<LoopMsg>,
+    waiting: Vec<(ApiCall, Sender<Result<ApiValue, VirError>>)>,
+    on_event: Option<EventSink>,
+    on_stop: Option<StopHook>,
+    pass2_at: Option<Instant>,
+    pub stats: TransportStats,
+    pub warnings: Vec<String>,
+}
+
+impl std::fmt::Debug for LiveTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LiveTransport").field("stats", &self.stats).finish()
+    }
+}
+
+fn spawn_reader(side: Side, r: Box<dyn ReadStream>, tx: Sender<LoopMsg>) {
+    thread::spawn(move || {
+        let mut br = BufReader::new(r);
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            match br.read_until(b'\n', &mut buf) {
+                Ok(0) => {
+                    let _ = tx.send(LoopMsg::Eof(side, "end of file".into()));
+                    return;
+                }
+                Ok(_) => {
+                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                    if line.is_empty() {
+                        continue;
+                    }
+                    if tx.send(LoopMsg::Line(side, line)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(LoopMsg::Eof(side, e.to_string()));
+                    return;
+                }
+            }
+        }
+    });
+}
+
+impl LiveTransport {
+    pub fn new(mut src: Monitor, mut dst: Monitor) -> LiveTransport {
+        let (tx, rx) = channel();
+        for (side, m) in [(Side::Src, &mut src), (Side::Dst, &mut dst)] {
+            if let Some(r) = m.reader.take() {
+                spawn_reader(side, r, tx.clone());
+            }
+        }
+        LiveTransport {
+            writers: [src.writer, dst.writer],
+            rx,
+            tx,
+            waiting: Vec::new(),
+            on_event: None,
+            on_stop: None,
+            pass2_at: None,
+            stats: TransportStats {
+                started: Some(Instant::now()),
+                ..Default::default()
+            },
+            warnings: Vec::new(),
+        }
+    }
+
+    pub fn controller(&self) -> Controller {
+        Controller { tx: self.tx.clone() }
+    }
+
+    pub fn on_event(&mut self, f: impl FnMut(Side, &DomainEvent) + Send + 'static) {
+        self.on_event = Some(Box::new(f));
+    }
+
+    pub fn on_stop(&mut self, f: impl FnMut(Side) + Send + 'static) {
+        self.on_stop = Some(Box::new(f));
+    }
+
+    fn elapsed(&self) -> Duration {
+        self.stats.started.map(|s| s.elapsed()).unwrap_or_default()
+    }
+}
+
+impl Transport for LiveTransport {
+    fn next(&mut self) -> Result<Incoming, EngineError> {
+        let msg = self
+            .rx
+            .recv()
+            .map_err(|_| EngineError::Io("all monitor readers stopped".into()))?;
+        Ok(match msg {
+            LoopMsg::Line(side, line) => {
+                if side == Side::Src && self.pass2_at.is_none() && line.contains("\"MIGRATION_PASS\"") {
+                    let pass = serde_json::from_str::<serde_json::Value>(&line)
+                        .ok()
+                        .and_then(|v| v.get("data")?.get("pass")?.as_u64());
+                    if pass.is_some_and(|p| p >= 2) {
+                        self.pass2_at = Some(Instant::now());
+                    }
+                }
+                if line.contains("\"postcopy-active\"") && self.stats.postcopy_at.is_none() {
+                    self.stats.postcopy_at = Some(self.elapsed());
+                }
+                Incoming::Line { side, line }
+            }
+            LoopMsg::Eof(side, reason) => Incoming::Closed { side, reason },
+            LoopMsg::Api(call, reply) => {
+                self.waiting.push((call.clone(), reply));
+                Incoming::Api(call)
+            }
+        })
+    }
+
+    fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError> {
+        let w = &mut self.writers[match side {
+            Side::Src => 0,
+            Side::Dst => 1,
+        }];
+        w.write_all(line.as_bytes())
+            .and_then(|_| w.flush())
+            .map_err(|e| EngineError::Io(format!("{} monitor write failed: {e}", side.tag())))?;
+        if line.contains("\"migrate-start-postcopy\"") {
+            if let (Some(at), None) = (self.pass2_at, self.stats.switch_latency) {
+                self.stats.switch_latency = Some(at.elapsed());
+            }
+        }
+        Ok(())
+    }
+
+    fn api_return(&mut self, call: &ApiCall, result: &Result<ApiValue, VirError>) -> Result<(), EngineError> {
+        if let Some(pos) = self.waiting.iter().position(|(c, _)| c == call) {
+            let (_, reply) = self.waiting.remove(pos);
+            let _ = reply.send(result.clone());
+        }
+        Ok(())
+    }
+
+    fn stop_qemu(&mut self, side: Side) {
+        if let Some(f) = self.on_stop.as_mut() {
+            f(side);
+        }
+    }
+
+    fn domain_event(&mut self, side: Side, event: &DomainEvent) {
+        if let Some(f) = self.on_event.as_mut() {
+            f(side, event);
+        }
+    }
+
+    fn warn(&mut self, message: &str) {
+        self.warnings.push(message.to_string());
+    }
+
+    fn finished(&mut self) -> bool {
+        self.stats.ended_at = Some(self.elapsed());
+        // Answer callers still waiting: the job is over.
+        true
+    }
+}

@@ -1,0 +1,172 @@
+//! Starts the two local QEMUs of `postcopy migrate`: TCG, our guest kernel, a QMP unix socket each,
+//! the serial console to a file the host timestamps.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How to start a QEMU.
+#[derive(Debug, Clone)]
+pub struct QemuConfig {
+    pub binary: PathBuf,
+    pub kernel: PathBuf,
+    pub append: String,
+    pub memory_mib: u64,
+    /// Extra arguments (for example `-L` for an extracted QEMU 7.2).
+    pub extra_args: Vec<String>,
+    /// Extra environment (for example QEMU_MODULE_DIR).
+    pub env: Vec<(String, String)>,
+}
+
+/// A QEMU process of ours. Dropped: killed, unless [`QemuProcess::keep`] was called (a guest that
+/// may hold the only copy of some memory is never killed by us).
+#[derive(Debug)]
+pub struct QemuProcess {
+    pub name: String,
+    pub qmp: PathBuf,
+    pub serial: PathBuf,
+    child: Option<Child>,
+    keep: bool,
+}
+
+impl QemuProcess {
+    pub fn start(cfg: &QemuConfig, dir: &Path, name: &str, incoming: bool) -> std::io::Result<QemuProcess> {
+        let qmp = dir.join(format!("{name}.qmp"));
+        let serial = dir.join(format!("{name}.serial"));
+        let _ = std::fs::remove_file(&qmp);
+        let mut cmd = Command::new(&cfg.binary);
+        cmd.args(["-M", "pc", "-accel", "tcg", "-display", "none", "-nodefaults", "-no-user-config"])
+            .arg("-m")
+            .arg(cfg.memory_mib.to_string())
+            .arg("-kernel")
+            .arg(&cfg.kernel)
+            .arg("-append")
+            .arg(&cfg.append)
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+            .args(&cfg.extra_args);
+        if incoming {
+            cmd.args(["-S", "-incoming", "defer"]);
+        }
+        for (k, v) in &cfg.env {
+            cmd.env(k, v);
+        }
+        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(File::create(dir.join(format!("{name}.stderr")))?);
+        let child = cmd.spawn().map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot start {}: {e}", cfg.binary.display()))
+        })?;
+        Ok(QemuProcess {
+            name: name.to_string(),
+            qmp,
+            serial,
+            child: Some(child),
+            keep: false,
+        })
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Leave the process running when this handle is dropped.
+    pub fn keep(&mut self) {
+        self.keep = true;
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Waits until the serial console shows a line starting with `prefix`; returns that line.
+    pub fn wait_serial(&mut self, prefix: &str, timeout: Duration) -> std::io::Result<String> {
+        let start = Instant::now();
+        loop {
+            if let Ok(f) = File::open(&self.serial) {
+                for line in BufReader::new(f).lines().map_while(Result::ok) {
+                    if line.starts_with(prefix) {
+                        return Ok(line);
+                    }
+                }
+            }
+            if !self.alive() {
+                let err = std::fs::read_to_string(self.serial.with_extension("stderr")).unwrap_or_default();
+                return Err(std::io::Error::other(format!("{} QEMU exited: {}", self.name, err.trim())));
+            }
+            if start.elapsed() > timeout {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("{} guest printed no '{prefix}' within {timeout:?}", self.name),
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        if !self.keep {
+            self.kill();
+        }
+    }
+}
+
+/// Follows a serial log as it grows and timestamps each complete line on the host.
+#[derive(Debug)]
+pub struct SerialFollower {
+    path: PathBuf,
+    offset: u64,
+    partial: String,
+}
+
+impl SerialFollower {
+    pub fn new(path: &Path) -> Self {
+        SerialFollower {
+            path: path.to_path_buf(),
+            offset: 0,
+            partial: String::new(),
+        }
+    }
+
+    /// New complete lines since the last call.
+    pub fn poll(&mut self) -> Vec<String> {
+        let Ok(mut f) = File::open(&self.path) else {
+            return Vec::new();
+        };
+        if f.seek(SeekFrom::Start(self.offset)).is_err() {
+            return Vec::new();
+        }
+        let mut buf = String::new();
+        let n = std::io::Read::read_to_string(&mut f, &mut buf).unwrap_or(0);
+        self.offset += n as u64;
+        self.partial.push_str(&buf);
+        let mut out = Vec::new();
+        while let Some(pos) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=pos).collect();
+            out.push(line.trim_end().to_string());
+        }
+        out
+    }
+}
+
+/// Finds the guest kernel: $POSTCOPY_GUEST, or the build output of ci/build-guest.
+pub fn default_kernel() -> PathBuf {
+    if let Ok(p) = std::env::var("POSTCOPY_GUEST") {
+        return PathBuf::from(p);
+    }
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    root.join("target/guest/postcopy-guest.elf")
+}

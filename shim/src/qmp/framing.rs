@@ -1,0 +1,51 @@
+use super::ProtocolError;
+
+/// The longest line we accept from a monitor. QEMU's largest replies (query-qmp-schema) are about
+/// 200 KiB; anything far beyond that is a broken or hostile peer.
+pub const MAX_LINE: usize = 16 * 1024 * 1024;
+
+/// Splits a byte stream into `\n`-terminated lines (QMP frames one JSON object per line).
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl Framer {
+    pub fn new() -> Self {
+        Self::with_limit(MAX_LINE)
+    }
+
+    pub fn with_limit(max: usize) -> Self {
+        Framer { buf: Vec::new(), max }
+    }
+
+    /// Feeds bytes; returns every complete line (without the newline, with `\r` stripped).
+    pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, ProtocolError> {
+        self.buf.extend_from_slice(bytes);
+        let mut lines = Vec::new();
+        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
+            let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+            if line.len() > self.max {
+                return Err(ProtocolError::LineTooLong { max: self.max });
+            }
+            if line.iter().all(|b| b.is_ascii_whitespace()) {
+                continue;
+            }
+            lines.push(String::from_utf8_lossy(&line).into_owned());
+        }
+        if self.buf.len() > self.max {
+            return Err(ProtocolError::LineTooLong { max: self.max });
+        }
+        Ok(lines)
+    }
+
+    /// True when a partial line is buffered (EOF now would cut a message).
+    pub fn has_partial(&self) -> bool {
+        self.buf.iter().any(|b| !b.is_ascii_whitespace())
+    }
+}

@@ -1,0 +1,255 @@
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+
+use serde_json::Value;
+use thiserror::Error;
+
+use super::format::{Record, Transcript};
+use crate::driver::{ApiCall, ApiValue, DomainEvent, Side, VirError};
+use crate::engine::{api_result_text, EngineError, Incoming, Transport};
+
+/// The first point where the shim and a recording disagree.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub struct Divergence {
+    pub file: String,
+    pub line: usize,
+    pub expected: String,
+    pub got: String,
+}
+
+impl fmt::Display for Divergence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "replay diverged at {}:{}\n  expected (recorded): {}\n  got (shim):          {}",
+            self.file, self.line, self.expected, self.got
+        )
+    }
+}
+
+/// A command line without its id, for comparison and display: `src -> migrate {"uri":...}`.
+fn command_text(side: Side, msg: &Value) -> String {
+    let name = msg.get("execute").and_then(Value::as_str).unwrap_or("?");
+    match msg.get("arguments") {
+        Some(a) => format!("{} -> {name} {a}", side.tag()),
+        None => format!("{} -> {name}", side.tag()),
+    }
+}
+
+fn strip_id(msg: &Value) -> Value {
+    let mut m = msg.clone();
+    if let Some(o) = m.as_object_mut() {
+        o.remove("id");
+    }
+    m
+}
+
+/// Serves a recorded transcript to the engine and checks every command the shim sends against it.
+#[derive(Debug)]
+pub struct ReplayTransport {
+    t: Transcript,
+    pos: usize,
+    /// Commands the shim sent that no record has matched yet.
+    sent: VecDeque<(Side, Value)>,
+    /// Recorded id -> the shim's id, per monitor.
+    ids: BTreeMap<(Side, String), Value>,
+    returns: VecDeque<(String, String)>,
+    poll_pending: bool,
+    poll_ids: BTreeSet<String>,
+    /// The readable trace: one line per message, ids and timestamps left out.
+    pub trace: Vec<String>,
+    last_line: usize,
+}
+
+impl ReplayTransport {
+    pub fn new(t: Transcript) -> Self {
+        ReplayTransport {
+            t,
+            pos: 0,
+            sent: VecDeque::new(),
+            ids: BTreeMap::new(),
+            returns: VecDeque::new(),
+            poll_pending: false,
+            poll_ids: BTreeSet::new(),
+            trace: Vec::new(),
+            last_line: 1,
+        }
+    }
+
+    pub fn transcript(&self) -> &Transcript {
+        &self.t
+    }
+
+    fn diverge(&self, line: usize, expected: String, got: String) -> EngineError {
+        EngineError::Divergence(Box::new(Divergence {
+            file: self.t.file.clone(),
+            line,
+            expected,
+            got,
+        }))
+    }
+
+    fn describe_recv(&self, side: Side, msg: &Value) -> Option<String> {
+        let tag = side.tag();
+        if let Some(q) = msg.get("QMP") {
+            let v = q.get("version").and_then(|v| v.get("qemu")).cloned().unwrap_or(Value::Null);
+            return Some(format!(
+                "{tag} <- greeting QEMU {}.{}.{}",
+                v.get("major").unwrap_or(&Value::Null),
+                v.get("minor").unwrap_or(&Value::Null),
+                v.get("micro").unwrap_or(&Value::Null)
+            ));
+        }
+        if let Some(ev) = msg.get("event").and_then(Value::as_str) {
+            let data = msg.get("data").map(|d| format!(" {d}")).unwrap_or_default();
+            return Some(format!("{tag} <- {ev}{data}"));
+        }
+        if let Some(id) = msg.get("id").and_then(Value::as_str) {
+            if self.poll_ids.contains(&format!("{}{id}", tag)) {
+                return None;
+            }
+        }
+        if let Some(e) = msg.get("error") {
+            return Some(format!("{tag} <- error {e}"));
+        }
+        let r = msg.get("return").map(|r| r.to_string()).unwrap_or_default();
+        if r.len() <= 100 {
+            Some(format!("{tag} <- return {r}"))
+        } else {
+            Some(format!("{tag} <- return ({} bytes)", r.len()))
+        }
+    }
+}
+
+impl Transport for ReplayTransport {
+    fn next(&mut self) -> Result<Incoming, EngineError> {
+        loop {
+            let Some((line, rec)) = self.t.records.get(self.pos).cloned() else {
+                if let Some((side, msg)) = self.sent.pop_front() {
+                    return Err(self.diverge(
+                        self.last_line + 1,
+                        "end of the recording".into(),
+                        command_text(side, &msg),
+                    ));
+                }
+                if let Some((call, result)) = self.returns.pop_front() {
+                    return Err(self.diverge(
+                        self.last_line + 1,
+                        "end of the recording".into(),
+                        format!("api {call} -> {result}"),
+                    ));
+                }
+                return Ok(Incoming::End);
+            };
+            self.pos += 1;
+            self.last_line = line;
+            match rec {
+                Record::Send { mon, msg, .. } => {
+                    let side = Side::from(mon);
+                    let expected = command_text(side, &msg);
+                    let Some((gs, got)) = self.sent.pop_front() else {
+                        return Err(self.diverge(line, expected, "nothing: the shim sent no command here".into()));
+                    };
+                    if gs != side || strip_id(&got) != strip_id(&msg) {
+                        return Err(self.diverge(line, expected, command_text(gs, &got)));
+                    }
+                    if let (Some(rid), Some(gid)) = (msg.get("id"), got.get("id")) {
+                        self.ids.insert((side, rid.to_string()), gid.clone());
+                    }
+                }
+                Record::Recv { mon, msg, .. } => {
+                    let side = Side::from(mon);
+                    if let Some((gs, got)) = self.sent.pop_front() {
+                        return Err(self.diverge(
+                            line,
+                            format!("no command here (next recorded: {} <- message)", side.tag()),
+                            command_text(gs, &got),
+                        ));
+                    }
+                    if let Some((call, result)) = self.returns.pop_front() {
+                        return Err(self.diverge(line, "no API return here".into(), format!("api {call} -> {result}")));
+                    }
+                    let mut msg = msg;
+                    if let Some(rid) = msg.get("id").cloned() {
+                        if let Some(ours) = self.ids.get(&(side, rid.to_string())) {
+                            msg["id"] = ours.clone();
+                        }
+                    }
+                    if let Some(t) = self.describe_recv(side, &msg) {
+                        self.trace.push(t);
+                    }
+                    return Ok(Incoming::Line {
+                        side,
+                        line: msg.to_string(),
+                    });
+                }
+                Record::Closed { mon, reason, .. } => {
+                    let side = Side::from(mon);
+                    self.trace.push(format!("{} closed: {reason}", side.tag()));
+                    return Ok(Incoming::Closed { side, reason });
+                }
+                Record::Api { api, .. } => {
+                    let Some(call) = api.to_call() else {
+                        return Err(self.diverge(line, "a known API call".into(), api.call.clone()));
+                    };
+                    if call == ApiCall::GetJobStats {
+                        self.poll_pending = true;
+                    } else {
+                        self.trace.push(format!("api {} flags=0x{:x}", api.call, api.flags));
+                    }
+                    return Ok(Incoming::Api(call));
+                }
+                Record::ApiReturn { call, result, .. } => {
+                    let expected = format!("api {call} -> {result}");
+                    let Some((gc, gr)) = self.returns.pop_front() else {
+                        return Err(self.diverge(line, expected, "no API return yet".into()));
+                    };
+                    let got = format!("api {gc} -> {gr}");
+                    if got != expected {
+                        return Err(self.diverge(line, expected, got));
+                    }
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError> {
+        let msg: Value = serde_json::from_str(line).map_err(|e| EngineError::Io(format!("shim sent invalid JSON: {e}")))?;
+        let is_poll = self.poll_pending && side == Side::Src && msg.get("execute").and_then(Value::as_str) == Some("query-migrate");
+        if is_poll {
+            self.poll_pending = false;
+            if let Some(id) = msg.get("id").and_then(Value::as_str) {
+                self.poll_ids.insert(format!("{}{id}", side.tag()));
+            }
+        } else {
+            self.trace.push(command_text(side, &strip_id(&msg)));
+        }
+        self.sent.push_back((side, msg));
+        Ok(())
+    }
+
+    fn api_return(&mut self, call: &ApiCall, result: &Result<ApiValue, VirError>) -> Result<(), EngineError> {
+        let text = api_result_text(result);
+        if *call != ApiCall::GetJobStats {
+            self.trace.push(format!("api {} returned {text}", call.name()));
+        }
+        self.returns.push_back((call.name().to_string(), text));
+        Ok(())
+    }
+
+    fn stop_qemu(&mut self, side: Side) {
+        self.trace.push(format!("{} qemu stopped (libvirt's qemuProcessStop)", side.tag()));
+    }
+
+    fn domain_event(&mut self, side: Side, event: &DomainEvent) {
+        self.trace.push(format!("{} event {}", side.tag(), event.describe()));
+    }
+
+    fn warn(&mut self, message: &str) {
+        self.trace.push(format!("warning: {message}"));
+    }
+
+    fn finished(&mut self) -> bool {
+        false
+    }
+}
