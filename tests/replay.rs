@@ -1,1 +1,150 @@
+//! Replays every recorded transcript against the driver, one insta snapshot per fixture, and
+//! shows that an edited transcript fails with a diff naming the first divergence.
 
+mod common;
+
+use std::path::Path;
+
+use common::{fixtures, replay};
+use postcopy_shim::engine::EngineError;
+use postcopy_shim::transcript::{Transcript, TranscriptError};
+
+#[test]
+fn every_fixture_replays_and_matches_its_snapshot() {
+    let mut n = 0;
+    insta::glob!("../qemu-fixtures", "**/*.jsonl", |path| {
+        n += 1;
+        let t = Transcript::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let (_, r) = replay(t);
+        if let Err(e) = r {
+            panic!("{}: {e}", path.display());
+        }
+        insta::assert_snapshot!(common::snapshot_text(path));
+    });
+    assert!(n >= 10, "expected the recorded fixtures, found {n}");
+}
+
+fn load_text(rel: &str) -> (String, String) {
+    let p = fixtures().join(rel);
+    (p.display().to_string(), std::fs::read_to_string(&p).expect("fixture"))
+}
+
+#[test]
+fn an_edited_command_stops_the_replay_with_a_diff() {
+    let (file, text) = load_text("qemu-10.0/postcopy-after-precopy.jsonl");
+    // Change the recorded bandwidth of the source's migrate-set-parameters.
+    let mut edited_line = 0;
+    let lines: Vec<String> = text
+        .lines()
+        .enumerate()
+        .map(|(i, l)| {
+            if edited_line == 0 && l.contains("\"send\"") && l.contains("\"max-bandwidth\":33554432") {
+                edited_line = i + 1;
+                l.replace("\"max-bandwidth\":33554432", "\"max-bandwidth\":1048576")
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    assert!(edited_line > 0, "fixture has no max-bandwidth command to edit");
+    let t = Transcript::parse(&file, &lines.join("\n")).expect("still a valid transcript");
+    let (_, r) = replay(t);
+    match r {
+        Err(EngineError::Divergence(d)) => {
+            assert_eq!(d.line, edited_line);
+            assert_eq!(d.file, file);
+            assert!(d.expected.contains("\"max-bandwidth\":1048576"), "{}", d.expected);
+            assert!(d.got.contains("\"max-bandwidth\":33554432"), "{}", d.got);
+            let shown = d.to_string();
+            assert!(shown.contains(&format!("{file}:{edited_line}")), "{shown}");
+        }
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_removed_command_is_named() {
+    let (file, text) = load_text("qemu-10.0/postcopy-start-api.jsonl");
+    let lines: Vec<&str> = text.lines().collect();
+    let pos = lines
+        .iter()
+        .position(|l| l.contains("\"send\"") && l.contains("\"migrate-continue\""))
+        .expect("fixture sends migrate-continue");
+    let mut kept = lines.clone();
+    kept.remove(pos);
+    let t = Transcript::parse(&file, &kept.join("\n")).expect("valid");
+    let (_, r) = replay(t);
+    match r {
+        Err(EngineError::Divergence(d)) => assert!(d.got.contains("migrate-continue"), "{d}"),
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_changed_event_order_changes_what_the_driver_does() {
+    // Without the MIGRATION_PASS 2 event the driver must not switch: the recording's
+    // migrate-start-postcopy then has no counterpart.
+    let (file, text) = load_text("qemu-10.0/postcopy-after-precopy.jsonl");
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !(l.contains("MIGRATION_PASS") && l.contains("\"pass\":2")))
+        .collect();
+    let t = Transcript::parse(&file, &kept.join("\n")).expect("valid");
+    let (_, r) = replay(t);
+    match r {
+        Err(EngineError::Divergence(d)) => {
+            assert!(d.expected.contains("migrate-start-postcopy"), "{d}");
+            assert!(d.got.contains("nothing"), "{d}");
+        }
+        other => panic!("expected a divergence, got {other:?}"),
+    }
+}
+
+fn corrupt(text: &str) -> TranscriptError {
+    Transcript::parse("x.jsonl", text).expect_err("must be refused")
+}
+
+#[test]
+fn corrupt_transcripts_are_refused_with_file_and_line() {
+    let e = corrupt("");
+    assert!(e.to_string().contains("x.jsonl:1: empty transcript"), "{e}");
+    let e = corrupt("not json\n");
+    assert!(e.to_string().contains("x.jsonl:1: header is not JSON"), "{e}");
+    let e = corrupt("{\"format\":\"other\"}\n");
+    assert!(e.to_string().contains("lacks \"format\""), "{e}");
+    let (_, text) = load_text("qemu-10.0/precopy-converges.jsonl");
+    let header = text.lines().next().expect("header");
+    let e = corrupt(&header.replace("\"version\":1", "\"version\":99"));
+    assert!(e.to_string().contains("unsupported transcript version 99"), "{e}");
+    let e = corrupt(&format!("{header}\n{{\"kind\":\"recv\",\"t\":0}}\n"));
+    assert!(e.to_string().contains("x.jsonl:2: invalid record"), "{e}");
+    let e = corrupt(&format!("{header}\n{{\"kind\":\"api\",\"t\":0,\"api\":{{\"call\":\"reboot\"}}}}\n"));
+    assert!(e.to_string().contains("unknown API call 'reboot'"), "{e}");
+    let e = corrupt(&format!("{header}\n{{\"kind\":\"send\",\"t\":0,\"mon\":\"src\",\"msg\":{{}}}}\n"));
+    assert!(e.to_string().contains("x.jsonl:2: send record without"), "{e}");
+}
+
+#[test]
+fn a_truncated_transcript_says_where_the_driver_waits() {
+    let (file, text) = load_text("qemu-10.0/postcopy-after-precopy.jsonl");
+    let cut: Vec<&str> = text.lines().take_while(|l| !l.contains("postcopy-active")).collect();
+    let t = Transcript::parse(&file, &cut.join("\n")).expect("valid");
+    let (_, r) = replay(t);
+    match r {
+        Err(EngineError::Ended(what)) => assert!(what.contains("perform3"), "{what}"),
+        other => panic!("expected the end of input, got {other:?}"),
+    }
+}
+
+#[test]
+fn malformed_qmp_in_a_transcript_is_a_protocol_error() {
+    let (file, text) = load_text("qemu-10.0/precopy-converges.jsonl");
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let pos = lines.iter().position(|l| l.contains("\"event\":\"MIGRATION\"")).expect("event");
+    lines[pos] = lines[pos].replace("\"event\":\"MIGRATION\"", "\"evnt\":\"MIGRATION\"");
+    let t = Transcript::parse(&file, &lines.join("\n")).expect("valid transcript");
+    let (_, r) = replay(t);
+    let Err(e) = r else { panic!("must fail") };
+    assert!(e.to_string().contains("malformed QMP message"), "{e}");
+    let _ = Path::new(&file);
+}

@@ -440,7 +440,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
             out.insert("result".into(), json!("completed"));
             out.insert("postcopy".into(), json!(o.postcopy));
             out.insert(
-                "switch".into(),
+                "switch_requested".into(),
                 match o.switch {
                     Some(SwitchedBy::AfterPrecopy { pass }) => json!({"by": "driver (VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY)", "pass": pass}),
                     Some(SwitchedBy::Api { pass }) => json!({"by": "virDomainMigrateStartPostCopy", "pass": pass}),
@@ -539,9 +539,10 @@ fn print_human(v: &Value) {
         println!("  error: {}", e.get("message").and_then(Value::as_str).unwrap_or(""));
     }
     println!("  flags: {}", g("flags"));
-    if let Some(s) = v.get("switch").filter(|s| !s.is_null()) {
-        println!("  switched to post-copy by {} at pass {}", s["by"].as_str().unwrap_or(""), s["pass"]);
+    if let Some(s) = v.get("switch_requested").filter(|s| !s.is_null()) {
+        println!("  post-copy requested by {} at pass {}", s["by"].as_str().unwrap_or(""), s["pass"]);
     }
+    println!("  went through post-copy: {}", g("postcopy"));
     println!("  source: {}", v["source"]["state"].as_str().unwrap_or(""));
     println!("  destination: {}", v["destination"]["state"].as_str().unwrap_or(""));
     if let Some(Value::Object(st)) = v.get("stats") {

@@ -1,0 +1,74 @@
+//! Helpers shared by the test files: replaying a transcript into the one readable form that
+//! snapshots hold.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use postcopy_shim::driver::MigrateRequest;
+use postcopy_shim::engine::{self, EngineError, Report};
+use postcopy_shim::transcript::{ReplayTransport, Transcript};
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("qemu-fixtures")
+}
+
+pub fn request_of(t: &Transcript) -> MigrateRequest {
+    MigrateRequest {
+        flags: t.header.flags,
+        uri: t.header.uri.clone(),
+        bandwidth_mib: t.header.bandwidth,
+        postcopy_bandwidth_mib: t.header.postcopy_bandwidth,
+    }
+}
+
+/// Replays a transcript; returns the trace and the report or the error.
+pub fn replay(t: Transcript) -> (Vec<String>, Result<Report, EngineError>) {
+    let req = request_of(&t);
+    let mut rt = ReplayTransport::new(t);
+    let r = engine::run(req, &mut rt);
+    (rt.trace, r)
+}
+
+/// The snapshot text of one fixture: what was recorded, then the shim's conversation, one line per
+/// message (ids, timestamps and job-stats polls left out), then the outcome.
+pub fn snapshot_text(path: &Path) -> String {
+    let t = Transcript::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let mut s = format!(
+        "scenario: {}\nqemu: src {} / dst {}\nflags: {}\n---\n",
+        t.header.scenario,
+        t.header.qemu.src,
+        t.header.qemu.dst,
+        t.header.flag_names.join(" | ")
+    );
+    let uri = t.header.uri.clone();
+    let (trace, r) = replay(t);
+    for l in trace {
+        // The port is chosen at record time; keep snapshots about the protocol.
+        s.push_str(&l.replace(&uri, "URI"));
+        s.push('\n');
+    }
+    s.push_str("---\n");
+    match r {
+        Ok(rep) => {
+            match rep.result {
+                Ok(o) => {
+                    s.push_str(&format!(
+                        "result: completed, postcopy={}, switch_requested={:?}, memory_iteration={:?}, postcopy_requests>0={}\n",
+                        o.postcopy,
+                        o.switch,
+                        o.stats.get("memory_iteration"),
+                        o.stats.get("memory_postcopy_requests").unwrap_or(0) > 0
+                    ));
+                }
+                Err(e) => s.push_str(&format!("result: {}: {}\n", e.code_name(), e.message())),
+            }
+            s.push_str(&format!("source: {}\ndestination: {}\n", rep.src_state, rep.dst_state));
+        }
+        Err(e) => s.push_str(&format!("replay error: {e}\n")),
+    }
+    s
+}
