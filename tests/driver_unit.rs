@@ -1,1 +1,822 @@
+//! Unit tests of the sans-IO driver: flag checks (SPEC B.3, A.1), StartPostCopy preconditions
+//! (B.2), the AFTER_PRECOPY switch rule, job states and events (B.4). A fake QEMU answers
+//! commands from a table, so each test speaks only of the events that matter to it.
 
+#![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
+
+use std::collections::VecDeque;
+
+use postcopy_shim::driver::vocab::*;
+use postcopy_shim::driver::{
+    check_driver_flags, check_public_flags, Action, ApiCall, ApiValue, DomainEvent, Input,
+    MigrateRequest, Migration, Outcome, Phase, Side, SwitchedBy, VirError,
+};
+use serde_json::{json, Value};
+
+const ALL_CAPS: &[&str] = &[
+    "xbzrle",
+    "rdma-pin-all",
+    "auto-converge",
+    "zero-blocks",
+    "events",
+    "postcopy-ram",
+    "x-colo",
+    "release-ram",
+    "return-path",
+    "pause-before-switchover",
+    "multifd",
+    "dirty-bitmaps",
+    "postcopy-blocktime",
+    "late-block-activate",
+    "x-ignore-shared",
+    "validate-uuid",
+    "background-snapshot",
+    "zero-copy-send",
+    "postcopy-preempt",
+    "switchover-ack",
+    "dirty-limit",
+    "mapped-ram",
+];
+
+struct Fake {
+    m: Migration,
+    sent: Vec<(Side, String, Option<Value>)>,
+    events: Vec<(Side, DomainEvent)>,
+    api: Vec<(ApiCall, Result<ApiValue, VirError>)>,
+    done: Option<Result<Outcome, VirError>>,
+    stopped: Vec<Side>,
+    status: [&'static str; 2],
+    src_caps: Vec<&'static str>,
+    dst_caps: Vec<&'static str>,
+    /// Commands whose reply is an error: (side, command, desc).
+    fail: Vec<(Side, &'static str, &'static str)>,
+    src_running: bool,
+}
+
+fn req(flags: u32) -> MigrateRequest {
+    MigrateRequest {
+        flags,
+        uri: "tcp:127.0.0.1:4444".into(),
+        bandwidth_mib: Some(32),
+        postcopy_bandwidth_mib: None,
+    }
+}
+
+impl Fake {
+    fn new(flags: u32) -> Fake {
+        Fake::with(flags, ALL_CAPS.to_vec(), ALL_CAPS.to_vec())
+    }
+
+    fn with(flags: u32, src_caps: Vec<&'static str>, dst_caps: Vec<&'static str>) -> Fake {
+        Fake {
+            m: Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]),
+            sent: Vec::new(),
+            events: Vec::new(),
+            api: Vec::new(),
+            done: None,
+            stopped: Vec::new(),
+            status: ["none", "none"],
+            src_caps,
+            dst_caps,
+            fail: Vec::new(),
+            src_running: true,
+        }
+    }
+
+    fn reply_for(&self, side: Side, cmd: &str) -> Result<Value, postcopy_shim::qmp::QmpError> {
+        if let Some((_, _, desc)) = self.fail.iter().find(|(s, c, _)| *s == side && *c == cmd) {
+            return Err(postcopy_shim::qmp::QmpError {
+                class: "GenericError".into(),
+                desc: (*desc).into(),
+            });
+        }
+        let i = if side == Side::Src { 0 } else { 1 };
+        Ok(match cmd {
+            "query-migrate-capabilities" => {
+                let caps = if side == Side::Src {
+                    &self.src_caps
+                } else {
+                    &self.dst_caps
+                };
+                Value::Array(
+                    caps.iter()
+                        .map(|c| json!({"capability": c, "state": false}))
+                        .collect(),
+                )
+            }
+            "query-status" => match side {
+                Side::Src => {
+                    json!({"status": if self.src_running {"running"} else {"paused"}, "running": self.src_running})
+                }
+                Side::Dst => json!({"status": "inmigrate", "running": false}),
+            },
+            "query-migrate-parameters" => {
+                json!({"tls-creds": "", "tls-hostname": "", "max-bandwidth": 134217728, "downtime-limit": 300, "max-postcopy-bandwidth": 0, "announce-max": 550})
+            }
+            "query-migrate" => json!({"status": self.status[i], "total-time": 1000, "downtime": 5,
+                "ram": {"total": 100, "transferred": 90, "remaining": 10, "dirty-sync-count": 3, "postcopy-requests": 7, "mbps": 8.0}}),
+            _ => json!({}),
+        })
+    }
+
+    /// Feeds one input, then answers every command until the driver waits for an event.
+    fn feed(&mut self, input: Input) {
+        let mut queue: VecDeque<Action> = self.m.handle(input).into();
+        self.drain(&mut queue);
+    }
+
+    fn start(&mut self) {
+        let mut queue: VecDeque<Action> = self.m.start().into();
+        self.drain(&mut queue);
+    }
+
+    fn drain(&mut self, queue: &mut VecDeque<Action>) {
+        while let Some(a) = queue.pop_front() {
+            match a {
+                Action::Send {
+                    side,
+                    id,
+                    command,
+                    args,
+                } => {
+                    let result = self.reply_for(side, &command);
+                    let resumes = command == "cont" && result.is_ok();
+                    self.sent.push((side, command, args));
+                    queue.extend(self.m.handle(Input::Reply { side, id, result }));
+                    if resumes {
+                        // QEMU announces the running vCPUs, as after any `cont`.
+                        queue.extend(self.m.handle(Input::Event {
+                            side,
+                            name: "RESUME".into(),
+                            data: json!({}),
+                        }));
+                    }
+                }
+                Action::Emit { side, event } => self.events.push((side, event)),
+                Action::ApiReturn { call, result } => self.api.push((call, result)),
+                Action::StopQemu { side } => self.stopped.push(side),
+                Action::Warn(_) => {}
+                Action::Done(r) => self.done = Some(r),
+            }
+        }
+    }
+
+    fn event(&mut self, side: Side, name: &str, data: Value) {
+        self.feed(Input::Event {
+            side,
+            name: name.into(),
+            data,
+        });
+    }
+
+    fn status(&mut self, side: Side, st: &'static str) {
+        self.status[if side == Side::Src { 0 } else { 1 }] = st;
+        self.event(side, "MIGRATION", json!({"status": st}));
+    }
+
+    fn pass(&mut self, n: u64) {
+        self.event(Side::Src, "MIGRATION_PASS", json!({"pass": n}));
+    }
+
+    fn count(&self, cmd: &str) -> usize {
+        self.sent.iter().filter(|(_, c, _)| c == cmd).count()
+    }
+
+    fn args_of(&self, side: Side, cmd: &str) -> Vec<Value> {
+        self.sent
+            .iter()
+            .filter(|(s, c, _)| *s == side && c == cmd)
+            .map(|(_, _, a)| a.clone().unwrap_or(Value::Null))
+            .collect()
+    }
+
+    fn lifecycle(&self, side: Side) -> Vec<&'static str> {
+        self.events
+            .iter()
+            .filter(|(s, _)| *s == side)
+            .filter_map(|(_, e)| match e {
+                DomainEvent::Lifecycle { event, detail } => Some(event::name(*event, *detail)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Runs a migration up to the `migrate` command (the source job is in perform3).
+    fn started(flags: u32) -> Fake {
+        let mut f = Fake::new(flags);
+        f.start();
+        assert_eq!(
+            f.count("migrate"),
+            1,
+            "migration must have started: {:?}",
+            f.done
+        );
+        f.status(Side::Src, "setup");
+        f.status(Side::Dst, "active");
+        f.pass(1);
+        f.status(Side::Src, "active");
+        f
+    }
+
+    /// From a started migration in pre-copy, goes through the switch to postcopy-active.
+    fn through_switch(&mut self) {
+        self.event(Side::Src, "STOP", json!({}));
+        self.status(Side::Src, "pre-switchover");
+        assert_eq!(self.count("migrate-continue"), 1);
+        self.status(Side::Src, "device");
+        self.status(Side::Src, "postcopy-active");
+        self.status(Side::Dst, "postcopy-active");
+    }
+
+    fn complete(&mut self) {
+        self.status(Side::Dst, "completed");
+        self.status(Side::Src, "completed");
+    }
+}
+
+const PC: u32 = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY;
+const APC: u32 = PC | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
+
+fn err_of(r: Result<(), VirError>) -> (i32, String) {
+    let e = r.expect_err("must be refused");
+    (e.code, e.message())
+}
+
+// ---- flag validation (B.3, A.1) ----
+
+#[test]
+fn after_precopy_requires_postcopy() {
+    let (c, m) = err_of(check_public_flags(
+        VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+    ));
+    assert_eq!(c, code::INVALID_ARG);
+    assert_eq!(m, "invalid argument: Flag 'VIR_MIGRATE_POSTCOPY' is required by flag 'VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY'");
+    assert!(check_public_flags(APC).is_ok());
+}
+
+#[test]
+fn after_precopy_excludes_postcopy_resume() {
+    let (c, m) = err_of(check_public_flags(APC | VIR_MIGRATE_POSTCOPY_RESUME));
+    assert_eq!(c, code::INVALID_ARG);
+    assert!(m.contains("'VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY' and 'VIR_MIGRATE_POSTCOPY_RESUME' are mutually exclusive"), "{m}");
+}
+
+#[test]
+fn postcopy_needs_live_and_not_paused() {
+    for flags in [
+        VIR_MIGRATE_POSTCOPY,
+        PC | VIR_MIGRATE_PAUSED,
+        VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_PAUSED,
+    ] {
+        let (c, m) = err_of(check_driver_flags(flags, "f"));
+        assert_eq!(c, code::ARGUMENT_UNSUPPORTED);
+        assert_eq!(m, "argument unsupported: post-copy migration is not supported with non-live or paused migration");
+    }
+    assert!(check_driver_flags(PC, "f").is_ok());
+    assert!(check_driver_flags(APC, "f").is_ok());
+    assert!(check_driver_flags(VIR_MIGRATE_LIVE, "f").is_ok());
+}
+
+#[test]
+fn postcopy_refuses_tunnelled() {
+    let (c, m) = err_of(check_driver_flags(PC | VIR_MIGRATE_TUNNELLED, "f"));
+    assert_eq!(c, code::ARGUMENT_UNSUPPORTED);
+    assert_eq!(
+        m,
+        "argument unsupported: post-copy is not supported with tunnelled migration"
+    );
+}
+
+#[test]
+fn resume_requires_postcopy() {
+    let (c, m) = err_of(check_driver_flags(
+        VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY_RESUME,
+        "f",
+    ));
+    assert_eq!(c, code::ARGUMENT_UNSUPPORTED);
+    assert!(m.ends_with("resuming failed post-copy migration requires post-copy to be enabled"));
+}
+
+#[test]
+fn unknown_flag_bits_are_refused_naming_the_bits_and_function() {
+    let (c, m) = err_of(check_driver_flags(
+        PC | (1 << 30),
+        "qemuDomainMigrateBegin3Params",
+    ));
+    assert_eq!(c, code::INVALID_ARG);
+    assert_eq!(m, "invalid argument: unsupported flags (0x40000000) in function qemuDomainMigrateBegin3Params");
+}
+
+#[test]
+fn out_of_scope_flags_are_refused_never_ignored() {
+    for (bit, name) in OUT_OF_SCOPE_FLAGS {
+        let flags = if *bit == VIR_MIGRATE_TUNNELLED {
+            VIR_MIGRATE_LIVE | bit
+        } else {
+            PC | bit
+        };
+        let (c, m) = err_of(check_driver_flags(flags, "f"));
+        assert_eq!(c, code::ARGUMENT_UNSUPPORTED, "{name}");
+        assert!(m.contains(name), "{name}: {m}");
+    }
+}
+
+#[test]
+fn every_combination_of_the_postcopy_flags_is_decided() {
+    // LIVE, PAUSED, POSTCOPY, POSTCOPY_RESUME, AFTER_PRECOPY, TUNNELLED: 64 combinations, each
+    // either accepted or refused with one of the documented codes.
+    let bits = [
+        VIR_MIGRATE_LIVE,
+        VIR_MIGRATE_PAUSED,
+        VIR_MIGRATE_POSTCOPY,
+        VIR_MIGRATE_POSTCOPY_RESUME,
+        VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+        VIR_MIGRATE_TUNNELLED,
+    ];
+    let mut accepted = 0;
+    for mask in 0u32..64 {
+        let flags: u32 = bits
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, b)| *b)
+            .sum();
+        let r = check_public_flags(flags).and_then(|_| check_driver_flags(flags, "f"));
+        let pc = flags & VIR_MIGRATE_POSTCOPY != 0;
+        let expect_ok = flags & VIR_MIGRATE_TUNNELLED == 0
+            && (!pc || (flags & VIR_MIGRATE_LIVE != 0 && flags & VIR_MIGRATE_PAUSED == 0))
+            && (flags & VIR_MIGRATE_POSTCOPY_RESUME == 0 || pc)
+            && (flags & VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY == 0
+                || (pc && flags & VIR_MIGRATE_POSTCOPY_RESUME == 0));
+        assert_eq!(r.is_ok(), expect_ok, "flags 0x{flags:x}: {r:?}");
+        if let Err(e) = r {
+            assert!(
+                [code::INVALID_ARG, code::ARGUMENT_UNSUPPORTED].contains(&e.code),
+                "0x{flags:x}: {e:?}"
+            );
+        } else {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 7);
+}
+
+#[test]
+fn a_refused_migration_sends_nothing_after_probing() {
+    let mut f = Fake::new(VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY);
+    f.start();
+    let e = f.done.clone().expect("done").expect_err("refused");
+    assert_eq!(e.code, code::INVALID_ARG);
+    assert_eq!(f.count("migrate"), 0);
+    assert_eq!(f.count("migrate-incoming"), 0);
+}
+
+#[test]
+fn a_paused_source_fails_postcopy_in_prepare() {
+    // libvirt adds VIR_MIGRATE_PAUSED after Begin for a paused domain; Prepare then refuses.
+    let mut f = Fake::new(PC);
+    f.src_running = false;
+    f.start();
+    let e = f.done.clone().expect("done").expect_err("refused");
+    assert_eq!(e.code, code::ARGUMENT_UNSUPPORTED);
+    assert!(e.detail.contains("non-live or paused"));
+    assert_eq!(f.count("migrate-incoming"), 0);
+}
+
+// ---- capabilities and parameters (B.1.2) ----
+
+fn caps_on(args: &Value) -> Vec<String> {
+    args["capabilities"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter(|c| c["state"] == json!(true))
+        .map(|c| c["capability"].as_str().unwrap_or("").to_string())
+        .collect()
+}
+
+#[test]
+fn capabilities_follow_libvirt_on_both_sides() {
+    let f = Fake::started(APC);
+    let dst = f.args_of(Side::Dst, "migrate-set-capabilities");
+    let src = f.args_of(Side::Src, "migrate-set-capabilities");
+    // [events on at probing, the migration's caps]
+    assert_eq!(dst.len(), 2);
+    assert_eq!(src.len(), 2);
+    assert_eq!(
+        dst[0],
+        json!({"capabilities": [{"capability": "events", "state": true}]})
+    );
+    let mut d = caps_on(&dst[1]);
+    d.sort();
+    assert_eq!(
+        d,
+        [
+            "late-block-activate",
+            "postcopy-preempt",
+            "postcopy-ram",
+            "return-path",
+            "switchover-ack"
+        ]
+    );
+    let mut s = caps_on(&src[1]);
+    s.sort();
+    assert_eq!(
+        s,
+        [
+            "pause-before-switchover",
+            "postcopy-preempt",
+            "postcopy-ram",
+            "return-path",
+            "switchover-ack"
+        ]
+    );
+    // Every supported known capability is listed, `events` never, unknown ones never.
+    let listed: Vec<&str> = src[1]["capabilities"]
+        .as_array()
+        .expect("l")
+        .iter()
+        .map(|c| c["capability"].as_str().unwrap_or(""))
+        .collect();
+    assert!(!listed.contains(&"events"));
+    assert!(!listed.contains(&"release-ram"));
+    assert!(listed.contains(&"xbzrle"));
+}
+
+#[test]
+fn postcopy_preempt_only_when_both_sides_have_it() {
+    let no_preempt: Vec<&str> = ALL_CAPS
+        .iter()
+        .copied()
+        .filter(|c| *c != "postcopy-preempt")
+        .collect();
+    let mut f = Fake::with(PC, ALL_CAPS.to_vec(), no_preempt);
+    f.start();
+    for side in [Side::Src, Side::Dst] {
+        let a = f.args_of(side, "migrate-set-capabilities");
+        assert!(
+            !caps_on(&a[1]).contains(&"postcopy-preempt".to_string()),
+            "{side:?}"
+        );
+        assert!(caps_on(&a[1]).contains(&"postcopy-ram".to_string()));
+    }
+}
+
+#[test]
+fn a_qemu_without_postcopy_ram_is_refused_by_name() {
+    let no_pc: Vec<&str> = ALL_CAPS
+        .iter()
+        .copied()
+        .filter(|c| *c != "postcopy-ram")
+        .collect();
+    let mut f = Fake::with(PC, ALL_CAPS.to_vec(), no_pc);
+    f.start();
+    let e = f.done.clone().expect("done").expect_err("refused");
+    assert_eq!(e.code, code::ARGUMENT_UNSUPPORTED);
+    assert_eq!(
+        e.detail,
+        "Migration option 'postcopy-ram' is not supported by QEMU binary"
+    );
+    assert_eq!(f.count("migrate-incoming"), 0);
+}
+
+#[test]
+fn parameters_bandwidth_and_incoming() {
+    let mut f = Fake::new(PC);
+    f.m = Migration::new(
+        MigrateRequest {
+            postcopy_bandwidth_mib: Some(5),
+            ..req(PC)
+        },
+        [(10, 0, 2), (10, 0, 2)],
+    );
+    f.start();
+    let src = f.args_of(Side::Src, "migrate-set-parameters");
+    assert_eq!(
+        src[0],
+        json!({"tls-creds": "", "tls-hostname": "", "max-bandwidth": 32u64 << 20, "max-postcopy-bandwidth": 5u64 << 20})
+    );
+    let dst = f.args_of(Side::Dst, "migrate-set-parameters");
+    assert_eq!(
+        dst[0],
+        json!({"tls-creds": "", "tls-hostname": "", "max-postcopy-bandwidth": 5u64 << 20})
+    );
+    assert_eq!(
+        f.args_of(Side::Dst, "migrate-incoming")[0],
+        json!({"uri": "tcp:127.0.0.1:4444", "exit-on-error": false})
+    );
+    assert_eq!(
+        f.args_of(Side::Src, "migrate")[0],
+        json!({"uri": "tcp:127.0.0.1:4444", "detach": true, "resume": false})
+    );
+}
+
+#[test]
+fn exit_on_error_only_for_qemu_9_1_and_later() {
+    let mut f = Fake::new(PC);
+    f.m = Migration::new(req(PC), [(7, 2, 22), (7, 2, 22)]);
+    f.start();
+    assert_eq!(
+        f.args_of(Side::Dst, "migrate-incoming")[0],
+        json!({"uri": "tcp:127.0.0.1:4444"})
+    );
+}
+
+// ---- the AFTER_PRECOPY switch (A.1) ----
+
+#[test]
+fn after_precopy_switches_on_pass_two_exactly_once() {
+    let mut f = Fake::started(APC);
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        0,
+        "pass 1 must not switch"
+    );
+    f.pass(2);
+    assert_eq!(f.count("migrate-start-postcopy"), 1);
+    f.pass(3);
+    f.pass(4);
+    assert_eq!(f.count("migrate-start-postcopy"), 1, "exactly once");
+    f.through_switch();
+    f.complete();
+    let o = f.done.expect("done").expect("completed");
+    assert!(o.postcopy);
+    assert_eq!(o.switch, Some(SwitchedBy::AfterPrecopy { pass: 2 }));
+}
+
+#[test]
+fn without_the_flag_pass_two_switches_nothing() {
+    let mut f = Fake::started(PC);
+    f.pass(2);
+    f.pass(3);
+    assert_eq!(f.count("migrate-start-postcopy"), 0);
+}
+
+#[test]
+fn no_switch_once_qemu_left_active() {
+    let mut f = Fake::started(APC);
+    f.status(Side::Src, "device");
+    f.pass(2);
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        0,
+        "the driver switches only while active"
+    );
+    f.complete();
+    let o = f.done.expect("done").expect("completed");
+    assert!(!o.postcopy);
+    assert_eq!(o.switch, None);
+}
+
+#[test]
+fn a_manual_switch_before_pass_two_is_not_repeated() {
+    let mut f = Fake::started(APC);
+    f.feed(Input::Api(ApiCall::StartPostCopy { flags: 0 }));
+    assert_eq!(f.count("migrate-start-postcopy"), 1);
+    assert!(matches!(f.api.last(), Some((_, Ok(ApiValue::Done)))));
+    f.pass(2);
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        1,
+        "the driver does not switch twice"
+    );
+}
+
+#[test]
+fn a_failed_automatic_switch_does_not_fail_the_migration() {
+    let mut f = Fake::started(APC);
+    f.fail.push((
+        Side::Src,
+        "migrate-start-postcopy",
+        "Postcopy must be started after migration has been started",
+    ));
+    f.pass(2);
+    assert!(f.done.is_none());
+    f.complete();
+    assert!(f.done.expect("done").is_ok());
+}
+
+// ---- StartPostCopy (B.2) ----
+
+fn start_pc(f: &mut Fake, flags: u32) -> Result<ApiValue, VirError> {
+    f.feed(Input::Api(ApiCall::StartPostCopy { flags }));
+    f.api.last().expect("an answer").1.clone()
+}
+
+#[test]
+fn start_postcopy_refuses_flags() {
+    let mut f = Fake::started(PC);
+    let e = start_pc(&mut f, 1).expect_err("refused");
+    assert_eq!(e.code, code::INVALID_ARG);
+    assert_eq!(
+        e.detail,
+        "unsupported flags (0x1) in function qemuDomainMigrateStartPostCopy"
+    );
+    assert_eq!(f.count("migrate-start-postcopy"), 0);
+}
+
+#[test]
+fn start_postcopy_requires_the_postcopy_flag() {
+    let mut f = Fake::started(VIR_MIGRATE_LIVE);
+    let e = start_pc(&mut f, 0).expect_err("refused");
+    assert_eq!(e.code, code::OPERATION_INVALID);
+    assert_eq!(
+        e.detail,
+        "switching to post-copy requires migration to be started with VIR_MIGRATE_POSTCOPY flag"
+    );
+    assert_eq!(f.count("migrate-start-postcopy"), 0);
+}
+
+#[test]
+fn start_postcopy_before_the_job_and_after_it() {
+    let mut f = Fake::new(PC);
+    // Before start: the driver has no job yet (probing).
+    f.feed(Input::Api(ApiCall::StartPostCopy { flags: 0 }));
+    let e = f
+        .api
+        .last()
+        .expect("answer")
+        .1
+        .clone()
+        .expect_err("refused");
+    assert_eq!(
+        e.detail,
+        "post-copy can only be started while outgoing migration is in progress"
+    );
+    let mut f = Fake::started(PC);
+    f.complete();
+    assert!(f.done.as_ref().expect("done").is_ok());
+    let e = start_pc(&mut f, 0).expect_err("refused");
+    assert_eq!(e.code, code::OPERATION_INVALID);
+    assert_eq!(e.detail, "domain is not running");
+}
+
+#[test]
+fn start_postcopy_reports_qemu_errors_as_libvirt_does() {
+    let mut f = Fake::started(PC);
+    f.fail.push((
+        Side::Src,
+        "migrate-start-postcopy",
+        "Postcopy must be started after migration has been started",
+    ));
+    let e = start_pc(&mut f, 0).expect_err("error");
+    assert_eq!(e.code, code::INTERNAL_ERROR);
+    assert_eq!(
+        e.message(),
+        "internal error: unable to execute QEMU command 'migrate-start-postcopy': Postcopy must be started after migration has been started"
+    );
+}
+
+#[test]
+fn start_postcopy_twice_succeeds_twice() {
+    // B.9.2: repeated calls succeed silently; QEMU only sets a flag again.
+    let mut f = Fake::started(PC);
+    assert!(start_pc(&mut f, 0).is_ok());
+    assert!(start_pc(&mut f, 0).is_ok());
+    assert_eq!(f.count("migrate-start-postcopy"), 2);
+}
+
+// ---- states and events (B.4) ----
+
+#[test]
+fn postcopy_states_and_events_on_both_sides() {
+    let mut f = Fake::started(APC);
+    assert_eq!(f.m.view(Side::Src).phase, Phase::Perform3);
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::PAUSED, state::PAUSED_MIGRATION)
+    );
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_MIGRATION)
+    );
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    f.status(Side::Src, "postcopy-active");
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY)
+    );
+    assert_eq!(f.m.view(Side::Src).phase, Phase::Perform3Done);
+    f.status(Side::Dst, "postcopy-active");
+    assert_eq!(f.count("cont"), 1);
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY)
+    );
+    f.complete();
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::SHUTOFF, state::SHUTOFF_MIGRATED)
+    );
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_MIGRATED)
+    );
+    assert_eq!(
+        f.lifecycle(Side::Src),
+        [
+            "SUSPENDED_MIGRATED",
+            "SUSPENDED_POSTCOPY",
+            "STOPPED_MIGRATED"
+        ]
+    );
+    assert_eq!(
+        f.lifecycle(Side::Dst),
+        ["STARTED_MIGRATED", "RESUMED_POSTCOPY", "RESUMED_MIGRATED"]
+    );
+    assert_eq!(f.stopped, [Side::Src]);
+    let iters: Vec<u64> = f
+        .events
+        .iter()
+        .filter_map(|(_, e)| match e {
+            DomainEvent::MigrationIteration { iteration } => Some(*iteration),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(iters, [1, 2]);
+    assert!(f
+        .events
+        .iter()
+        .any(|(_, e)| *e == DomainEvent::JobCompleted));
+    let o = f.done.clone().expect("done").expect("ok");
+    assert_eq!(o.stats.job_type, job::COMPLETED);
+    assert_eq!(o.stats.get(param::memory_iteration()), Some(3));
+    assert_eq!(o.stats.get(param::memory_postcopy_requests()), Some(7));
+    assert_eq!(o.stats.get(param::memory_bps()), Some(1_000_000));
+    // Destination parameters reset after completion: all caps false, originals restored.
+    let resets = f.args_of(Side::Dst, "migrate-set-capabilities");
+    assert!(caps_on(resets.last().expect("reset")).is_empty());
+    assert_eq!(
+        f.args_of(Side::Dst, "migrate-set-parameters")
+            .last()
+            .expect("reset"),
+        &json!({"tls-creds": "", "tls-hostname": "", "max-bandwidth": 134217728, "downtime-limit": 300, "max-postcopy-bandwidth": 0})
+    );
+}
+
+#[test]
+fn migrate_continue_waits_for_the_stop_event() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.status(Side::Src, "pre-switchover");
+    assert_eq!(
+        f.count("migrate-continue"),
+        0,
+        "no continue before STOP was processed"
+    );
+    f.event(Side::Src, "STOP", json!({}));
+    assert_eq!(f.count("migrate-continue"), 1);
+    f.status(Side::Src, "pre-switchover");
+    assert_eq!(f.count("migrate-continue"), 1, "continue is sent once");
+}
+
+#[test]
+fn job_stats_live_during_the_migration() {
+    let mut f = Fake::started(PC);
+    f.feed(Input::Api(ApiCall::GetJobStats));
+    match f.api.last() {
+        Some((_, Ok(ApiValue::Stats(s)))) => {
+            assert_eq!(s.job_type, job::UNBOUNDED);
+            assert_eq!(s.get(param::memory_remaining()), Some(10));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn precopy_failure_cancels_restores_and_stops_the_destination() {
+    let mut f = Fake::started(PC);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "failed");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(e.code, code::OPERATION_FAILED);
+    // Source: caps reset, parameters restored, vCPUs resumed; destination stopped.
+    assert!(caps_on(
+        f.args_of(Side::Src, "migrate-set-capabilities")
+            .last()
+            .expect("reset")
+    )
+    .is_empty());
+    assert_eq!(f.count("cont"), 1);
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::RUNNING, state::RUNNING_MIGRATION_CANCELED)
+    );
+    assert_eq!(f.stopped, [Side::Dst]);
+}
+
+#[test]
+fn an_unknown_status_in_an_event_changes_nothing() {
+    let mut f = Fake::started(APC);
+    f.event(Side::Src, "MIGRATION", json!({"status": "colo"}));
+    f.event(Side::Src, "MIGRATION", json!({}));
+    assert_eq!(
+        f.m.view(Side::Src).status,
+        Some(postcopy_shim::driver::MigStatus::Active)
+    );
+    f.pass(2);
+    assert_eq!(f.count("migrate-start-postcopy"), 1);
+}

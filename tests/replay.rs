@@ -1,6 +1,8 @@
 //! Replays every recorded transcript against the driver, one insta snapshot per fixture, and
 //! shows that an edited transcript fails with a diff naming the first divergence.
 
+#![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
+
 mod common;
 
 use std::path::Path;
@@ -26,7 +28,10 @@ fn every_fixture_replays_and_matches_its_snapshot() {
 
 fn load_text(rel: &str) -> (String, String) {
     let p = fixtures().join(rel);
-    (p.display().to_string(), std::fs::read_to_string(&p).expect("fixture"))
+    (
+        p.display().to_string(),
+        std::fs::read_to_string(&p).expect("fixture"),
+    )
 }
 
 #[test]
@@ -38,7 +43,10 @@ fn an_edited_command_stops_the_replay_with_a_diff() {
         .lines()
         .enumerate()
         .map(|(i, l)| {
-            if edited_line == 0 && l.contains("\"send\"") && l.contains("\"max-bandwidth\":33554432") {
+            if edited_line == 0
+                && l.contains("\"send\"")
+                && l.contains("\"max-bandwidth\":33554432")
+            {
                 edited_line = i + 1;
                 l.replace("\"max-bandwidth\":33554432", "\"max-bandwidth\":1048576")
             } else {
@@ -46,14 +54,21 @@ fn an_edited_command_stops_the_replay_with_a_diff() {
             }
         })
         .collect();
-    assert!(edited_line > 0, "fixture has no max-bandwidth command to edit");
+    assert!(
+        edited_line > 0,
+        "fixture has no max-bandwidth command to edit"
+    );
     let t = Transcript::parse(&file, &lines.join("\n")).expect("still a valid transcript");
     let (_, r) = replay(t);
     match r {
         Err(EngineError::Divergence(d)) => {
             assert_eq!(d.line, edited_line);
             assert_eq!(d.file, file);
-            assert!(d.expected.contains("\"max-bandwidth\":1048576"), "{}", d.expected);
+            assert!(
+                d.expected.contains("\"max-bandwidth\":1048576"),
+                "{}",
+                d.expected
+            );
             assert!(d.got.contains("\"max-bandwidth\":33554432"), "{}", d.got);
             let shown = d.to_string();
             assert!(shown.contains(&format!("{file}:{edited_line}")), "{shown}");
@@ -109,25 +124,41 @@ fn corrupt_transcripts_are_refused_with_file_and_line() {
     let e = corrupt("");
     assert!(e.to_string().contains("x.jsonl:1: empty transcript"), "{e}");
     let e = corrupt("not json\n");
-    assert!(e.to_string().contains("x.jsonl:1: header is not JSON"), "{e}");
+    assert!(
+        e.to_string().contains("x.jsonl:1: header is not JSON"),
+        "{e}"
+    );
     let e = corrupt("{\"format\":\"other\"}\n");
     assert!(e.to_string().contains("lacks \"format\""), "{e}");
     let (_, text) = load_text("qemu-10.0/precopy-converges.jsonl");
     let header = text.lines().next().expect("header");
     let e = corrupt(&header.replace("\"version\":1", "\"version\":99"));
-    assert!(e.to_string().contains("unsupported transcript version 99"), "{e}");
+    assert!(
+        e.to_string().contains("unsupported transcript version 99"),
+        "{e}"
+    );
     let e = corrupt(&format!("{header}\n{{\"kind\":\"recv\",\"t\":0}}\n"));
     assert!(e.to_string().contains("x.jsonl:2: invalid record"), "{e}");
-    let e = corrupt(&format!("{header}\n{{\"kind\":\"api\",\"t\":0,\"api\":{{\"call\":\"reboot\"}}}}\n"));
+    let e = corrupt(&format!(
+        "{header}\n{{\"kind\":\"api\",\"t\":0,\"api\":{{\"call\":\"reboot\"}}}}\n"
+    ));
     assert!(e.to_string().contains("unknown API call 'reboot'"), "{e}");
-    let e = corrupt(&format!("{header}\n{{\"kind\":\"send\",\"t\":0,\"mon\":\"src\",\"msg\":{{}}}}\n"));
-    assert!(e.to_string().contains("x.jsonl:2: send record without"), "{e}");
+    let e = corrupt(&format!(
+        "{header}\n{{\"kind\":\"send\",\"t\":0,\"mon\":\"src\",\"msg\":{{}}}}\n"
+    ));
+    assert!(
+        e.to_string().contains("x.jsonl:2: send record without"),
+        "{e}"
+    );
 }
 
 #[test]
 fn a_truncated_transcript_says_where_the_driver_waits() {
     let (file, text) = load_text("qemu-10.0/postcopy-after-precopy.jsonl");
-    let cut: Vec<&str> = text.lines().take_while(|l| !l.contains("postcopy-active")).collect();
+    let cut: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.contains("postcopy-active"))
+        .collect();
     let t = Transcript::parse(&file, &cut.join("\n")).expect("valid");
     let (_, r) = replay(t);
     match r {
@@ -140,7 +171,10 @@ fn a_truncated_transcript_says_where_the_driver_waits() {
 fn malformed_qmp_in_a_transcript_is_a_protocol_error() {
     let (file, text) = load_text("qemu-10.0/precopy-converges.jsonl");
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
-    let pos = lines.iter().position(|l| l.contains("\"event\":\"MIGRATION\"")).expect("event");
+    let pos = lines
+        .iter()
+        .position(|l| l.contains("\"event\":\"MIGRATION\""))
+        .expect("event");
     lines[pos] = lines[pos].replace("\"event\":\"MIGRATION\"", "\"evnt\":\"MIGRATION\"");
     let t = Transcript::parse(&file, &lines.join("\n")).expect("valid transcript");
     let (_, r) = replay(t);

@@ -4,8 +4,8 @@
 use thiserror::Error;
 
 use crate::driver::{
-    abort_without_job, start_postcopy_without_job, Action, ApiCall, ApiValue, DomainEvent, DomainState,
-    Input, MigrateRequest, Migration, Outcome, Side, VirError,
+    abort_without_job, start_postcopy_without_job, Action, ApiCall, ApiValue, DomainEvent,
+    DomainState, Input, MigrateRequest, Migration, Outcome, Side, VirError,
 };
 use crate::qmp::{Output, ProtocolError, Session, SessionState};
 use crate::transcript::Divergence;
@@ -13,9 +13,15 @@ use crate::transcript::Divergence;
 /// What a transport hands the engine next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Incoming {
-    Line { side: Side, line: String },
+    Line {
+        side: Side,
+        line: String,
+    },
     Api(ApiCall),
-    Closed { side: Side, reason: String },
+    Closed {
+        side: Side,
+        reason: String,
+    },
     /// No more input will come (replay: the transcript ended).
     End,
 }
@@ -41,7 +47,11 @@ pub trait Transport {
     fn next(&mut self) -> Result<Incoming, EngineError>;
     fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError>;
     /// An API call returned (live: wake the caller; replay: compare with the recording).
-    fn api_return(&mut self, call: &ApiCall, result: &Result<ApiValue, VirError>) -> Result<(), EngineError>;
+    fn api_return(
+        &mut self,
+        call: &ApiCall,
+        result: &Result<ApiValue, VirError>,
+    ) -> Result<(), EngineError>;
     /// libvirt would stop this QEMU now.
     fn stop_qemu(&mut self, _side: Side) {}
     /// A domain event for the user's callback.
@@ -120,7 +130,9 @@ pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report,
                     (None, _) => {
                         return Err(EngineError::Protocol {
                             side,
-                            source: cut.unwrap_or(ProtocolError::Eof { what: "negotiating".into() }),
+                            source: cut.unwrap_or(ProtocolError::Eof {
+                                what: "negotiating".into(),
+                            }),
                         })
                     }
                     _ => {}
@@ -128,14 +140,18 @@ pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report,
             }
             Incoming::Line { side, line } => {
                 let s = &mut sessions[idx(side)];
-                let out = s.receive(&line).map_err(|source| EngineError::Protocol { side, source })?;
+                let out = s
+                    .receive(&line)
+                    .map_err(|source| EngineError::Protocol { side, source })?;
                 match out {
                     Output::Greeting { greeting, transmit } => {
                         versions[idx(side)] = greeting.version;
                         transport.send(side, &transmit)?;
                     }
                     Output::Ready => {
-                        if driver.is_none() && sessions.iter().all(|s| s.state() == SessionState::Ready) {
+                        if driver.is_none()
+                            && sessions.iter().all(|s| s.state() == SessionState::Ready)
+                        {
                             let mut d = Migration::new(req.clone(), versions);
                             actions = d.start();
                             driver = Some(d);
@@ -151,13 +167,20 @@ pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report,
                             actions = d.handle(Input::Event { side, name, data });
                         }
                     }
-                    Output::Dropped { reason } => transport.warn(&format!("{}: dropped: {reason}", side.tag())),
+                    Output::Dropped { reason } => {
+                        transport.warn(&format!("{}: dropped: {reason}", side.tag()))
+                    }
                 }
             }
         }
         for action in actions {
             match action {
-                Action::Send { side, id, command, args } => {
+                Action::Send {
+                    side,
+                    id,
+                    command,
+                    args,
+                } => {
                     let line = sessions[idx(side)]
                         .command(&command, args.as_ref(), id)
                         .map_err(|source| EngineError::Protocol { side, source })?;
@@ -180,7 +203,9 @@ pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report,
         }
     }
     let Some(d) = driver else {
-        return Err(EngineError::Ended("the QMP handshake of both monitors never completed".into()));
+        return Err(EngineError::Ended(
+            "the QMP handshake of both monitors never completed".into(),
+        ));
     };
     let Some(result) = done else {
         return Err(EngineError::Ended(format!(

@@ -66,7 +66,10 @@ pub fn snapshot_text(path: &Path) -> String {
                 }
                 Err(e) => s.push_str(&format!("result: {}: {}\n", e.code_name(), e.message())),
             }
-            s.push_str(&format!("source: {}\ndestination: {}\n", rep.src_state, rep.dst_state));
+            s.push_str(&format!(
+                "source: {}\ndestination: {}\n",
+                rep.src_state, rep.dst_state
+            ));
         }
         Err(e) => s.push_str(&format!("replay error: {e}\n")),
     }

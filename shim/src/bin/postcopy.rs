@@ -19,7 +19,11 @@ use postcopy_shim::io::run::{self, Hooks, RecordSpec};
 use postcopy_shim::transcript::{ReplayTransport, Transcript};
 
 #[derive(Parser, Debug)]
-#[command(name = "postcopy", version, about = "Post-copy migration through libvirt's QEMU driver logic, over QMP")]
+#[command(
+    name = "postcopy",
+    version,
+    about = "Post-copy migration through libvirt's QEMU driver logic, over QMP"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -28,7 +32,7 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Migrate a guest: two local QEMUs started here (default), or two given QMP sockets.
-    Migrate(MigrateArgs),
+    Migrate(Box<MigrateArgs>),
     /// Replay a transcript against the driver; exit 0 when every command matches.
     Replay {
         file: PathBuf,
@@ -132,7 +136,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Replay { file, trace } => replay(&file, trace),
-        Cmd::Migrate(a) => match migrate(a) {
+        Cmd::Migrate(a) => match migrate(*a) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("postcopy: {e}");
@@ -161,7 +165,14 @@ fn replay(file: &Path, trace: bool) -> ExitCode {
     match r {
         Ok(rep) => {
             let res = match &rep.result {
-                Ok(o) => format!("completed{}", if o.postcopy { " (post-copy)" } else { " (pre-copy)" }),
+                Ok(o) => format!(
+                    "completed{}",
+                    if o.postcopy {
+                        " (post-copy)"
+                    } else {
+                        " (pre-copy)"
+                    }
+                ),
                 Err(e) => format!("failed: {}: {}", e.code_name(), e.message()),
             };
             println!("{}: replay matches; migration {res}", file.display());
@@ -193,7 +204,11 @@ fn qemu_version(bin: &Path, env: &[(String, String)]) -> String {
     c.output()
         .ok()
         .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.lines().next().map(|l| l.trim_start_matches("QEMU emulator version ").to_string()))
+        .and_then(|s| {
+            s.lines()
+                .next()
+                .map(|l| l.trim_start_matches("QEMU emulator version ").to_string())
+        })
         .unwrap_or_else(|| "unknown".into())
 }
 
@@ -231,15 +246,21 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
             Some(d) => d.clone(),
             None => std::env::temp_dir().join(format!("postcopy-{}", std::process::id())),
         };
-        std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
         let mut env = Vec::new();
         let mut extra = Vec::new();
         if let Some(root) = &a.qemu_root {
             env.push((
                 "QEMU_MODULE_DIR".to_string(),
-                root.join("usr/lib/x86_64-linux-gnu/qemu").display().to_string(),
+                root.join("usr/lib/x86_64-linux-gnu/qemu")
+                    .display()
+                    .to_string(),
             ));
-            extra.extend(["-L".to_string(), root.join("usr/share/qemu").display().to_string()]);
+            extra.extend([
+                "-L".to_string(),
+                root.join("usr/share/qemu").display().to_string(),
+            ]);
             extra.extend(["-L".to_string(), "/usr/share/seabios".to_string()]);
         }
         let kernel = a.kernel.clone().unwrap_or_else(default_kernel);
@@ -265,7 +286,8 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         if progress {
             eprintln!("waiting for the guest to fill its memory ({})", a.guest);
         }
-        src.wait_serial("READY", Duration::from_secs(120)).map_err(|e| e.to_string())?;
+        src.wait_serial("READY", Duration::from_secs(120))
+            .map_err(|e| e.to_string())?;
         src_qmp = src.qmp.display().to_string();
         dst_qmp = dst.qmp.display().to_string();
         uri = format!("tcp:127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
@@ -293,7 +315,8 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
     let api_log: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
     let stopped: Arc<Mutex<Vec<Side>>> = Arc::new(Mutex::new(Vec::new()));
     let events: Arc<Mutex<Vec<(Side, DomainEvent)>>> = Arc::new(Mutex::new(Vec::new()));
-    let ctl_for_events: Arc<Mutex<Option<postcopy_shim::io::Controller>>> = Arc::new(Mutex::new(None));
+    let ctl_for_events: Arc<Mutex<Option<postcopy_shim::io::Controller>>> =
+        Arc::new(Mutex::new(None));
 
     let mut hooks = Hooks {
         controller: Some(ctl_tx),
@@ -316,7 +339,10 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
                         thread::spawn(move || {
                             if let Some(r) = c.call(ApiCall::StartPostCopy { flags: 0 }) {
                                 if let Ok(mut l) = api_log.lock() {
-                                    l.push(("start_postcopy (iteration callback)".into(), api_result_text(&r)));
+                                    l.push((
+                                        "start_postcopy (iteration callback)".into(),
+                                        api_result_text(&r),
+                                    ));
                                 }
                             }
                         });
@@ -373,7 +399,9 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
             if run_over.load(std::sync::atomic::Ordering::SeqCst) {
                 return;
             }
-            let Some(c) = ctl_slot.lock().ok().and_then(|g| g.clone()) else { continue };
+            let Some(c) = ctl_slot.lock().ok().and_then(|g| g.clone()) else {
+                continue;
+            };
             match c.call(ApiCall::GetJobStats) {
                 Some(Ok(ApiValue::Stats(s))) => eprintln!(
                     "  progress: pass {} remaining {} MiB processed {} MiB",
@@ -417,7 +445,12 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         }
         if run.report.result.is_ok() {
             guest = verify_guest(&procs[1], Duration::from_secs(a.verify_timeout));
-        } else if run.report.result.as_ref().is_err_and(|_| run.report.dst_state.state == state::RUNNING) {
+        } else if run
+            .report
+            .result
+            .as_ref()
+            .is_err_and(|_| run.report.dst_state.state == state::RUNNING)
+        {
             for p in procs.iter_mut() {
                 p.keep();
             }
@@ -442,8 +475,12 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
             out.insert(
                 "switch_requested".into(),
                 match o.switch {
-                    Some(SwitchedBy::AfterPrecopy { pass }) => json!({"by": "driver (VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY)", "pass": pass}),
-                    Some(SwitchedBy::Api { pass }) => json!({"by": "virDomainMigrateStartPostCopy", "pass": pass}),
+                    Some(SwitchedBy::AfterPrecopy { pass }) => {
+                        json!({"by": "driver (VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY)", "pass": pass})
+                    }
+                    Some(SwitchedBy::Api { pass }) => {
+                        json!({"by": "virDomainMigrateStartPostCopy", "pass": pass})
+                    }
                     None => Value::Null,
                 },
             );
@@ -479,7 +516,11 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         if !l.is_empty() {
             out.insert(
                 "api_calls".into(),
-                Value::Array(l.iter().map(|(c, r)| json!({"call": c, "result": r})).collect()),
+                Value::Array(
+                    l.iter()
+                        .map(|(c, r)| json!({"call": c, "result": r}))
+                        .collect(),
+                ),
             );
         }
     }
@@ -495,7 +536,11 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
     } else {
         print_human(&out);
     }
-    Ok(if rep.result.is_ok() { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(if rep.result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
 }
 
 /// Reads the destination guest's console after the migration: its memory checks and heartbeats.
@@ -536,15 +581,25 @@ fn print_human(v: &Value) {
     let g = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
     println!("migration: {}", g("result").as_str().unwrap_or("?"));
     if let Some(e) = v.get("error") {
-        println!("  error: {}", e.get("message").and_then(Value::as_str).unwrap_or(""));
+        println!(
+            "  error: {}",
+            e.get("message").and_then(Value::as_str).unwrap_or("")
+        );
     }
     println!("  flags: {}", g("flags"));
     if let Some(s) = v.get("switch_requested").filter(|s| !s.is_null()) {
-        println!("  post-copy requested by {} at pass {}", s["by"].as_str().unwrap_or(""), s["pass"]);
+        println!(
+            "  post-copy requested by {} at pass {}",
+            s["by"].as_str().unwrap_or(""),
+            s["pass"]
+        );
     }
     println!("  went through post-copy: {}", g("postcopy"));
     println!("  source: {}", v["source"]["state"].as_str().unwrap_or(""));
-    println!("  destination: {}", v["destination"]["state"].as_str().unwrap_or(""));
+    println!(
+        "  destination: {}",
+        v["destination"]["state"].as_str().unwrap_or("")
+    );
     if let Some(Value::Object(st)) = v.get("stats") {
         println!("  job statistics:");
         for (k, val) in st {

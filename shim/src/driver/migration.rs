@@ -64,7 +64,9 @@ impl DomainEvent {
     pub fn describe(&self) -> String {
         match self {
             DomainEvent::Lifecycle { event, detail } => event::name(*event, *detail).to_string(),
-            DomainEvent::MigrationIteration { iteration } => format!("MIGRATION_ITERATION {iteration}"),
+            DomainEvent::MigrationIteration { iteration } => {
+                format!("MIGRATION_ITERATION {iteration}")
+            }
             DomainEvent::JobCompleted => "JOB_COMPLETED".to_string(),
         }
     }
@@ -90,11 +92,22 @@ impl ApiCall {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Input {
-    Reply { side: Side, id: u64, result: Result<Value, QmpError> },
-    Event { side: Side, name: String, data: Value },
+    Reply {
+        side: Side,
+        id: u64,
+        result: Result<Value, QmpError>,
+    },
+    Event {
+        side: Side,
+        name: String,
+        data: Value,
+    },
     Api(ApiCall),
     /// A monitor closed or broke; `reason` says how.
-    Closed { side: Side, reason: String },
+    Closed {
+        side: Side,
+        reason: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,12 +140,25 @@ pub struct Outcome {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    Send { side: Side, id: u64, command: String, args: Option<Value> },
-    Emit { side: Side, event: DomainEvent },
-    ApiReturn { call: ApiCall, result: Result<ApiValue, VirError> },
+    Send {
+        side: Side,
+        id: u64,
+        command: String,
+        args: Option<Value>,
+    },
+    Emit {
+        side: Side,
+        event: DomainEvent,
+    },
+    ApiReturn {
+        call: ApiCall,
+        result: Result<ApiValue, VirError>,
+    },
     /// libvirt's qemuProcessStop: the source after a completed migration, the destination after a
     /// failure before the switch. Never issued once the guest runs on the destination in post-copy.
-    StopQemu { side: Side },
+    StopQemu {
+        side: Side,
+    },
     /// Something worth a warning that changes nothing (an unknown event status, a failed auto switch).
     Warn(String),
     Done(Result<Outcome, VirError>),
@@ -438,11 +464,18 @@ impl Migration {
         if self.step == Step::Finished {
             if let Input::Api(call) = input {
                 let err = match call {
-                    ApiCall::StartPostCopy { flags } => start_postcopy_without_job(flags, self.src.active),
+                    ApiCall::StartPostCopy { flags } => {
+                        start_postcopy_without_job(flags, self.src.active)
+                    }
                     ApiCall::AbortJob { flags } => abort_without_job(flags, self.src.active),
-                    ApiCall::GetJobStats => VirError::new(code::OPERATION_INVALID, "no job is active on the domain"),
+                    ApiCall::GetJobStats => {
+                        VirError::new(code::OPERATION_INVALID, "no job is active on the domain")
+                    }
                 };
-                out.push(Action::ApiReturn { call, result: Err(err) });
+                out.push(Action::ApiReturn {
+                    call,
+                    result: Err(err),
+                });
             }
             return out;
         }
@@ -456,7 +489,14 @@ impl Migration {
         out
     }
 
-    fn send(&mut self, side: Side, command: &str, args: Option<Value>, purpose: Purpose, out: &mut Vec<Action>) -> u64 {
+    fn send(
+        &mut self,
+        side: Side,
+        command: &str,
+        args: Option<Value>,
+        purpose: Purpose,
+        out: &mut Vec<Action>,
+    ) -> u64 {
         let id = self.next_id;
         self.next_id += 1;
         self.pending.insert(id, purpose);
@@ -496,7 +536,10 @@ impl Migration {
     fn start_cleanup(&mut self, out: &mut Vec<Action>) {
         self.awaiting = None;
         let migrating = self.step >= Step::SrcMigrate && self.step <= Step::SrcQueryStats;
-        let qemu_ended = matches!(self.src.status, Some(MigStatus::Failed | MigStatus::Cancelled));
+        let qemu_ended = matches!(
+            self.src.status,
+            Some(MigStatus::Failed | MigStatus::Cancelled)
+        );
         self.step = if migrating && !qemu_ended {
             Step::FailCancel
         } else if self.step >= Step::SrcQueryParams {
@@ -516,7 +559,9 @@ impl Migration {
             }
             let before = self.step;
             match self.step {
-                Step::QueryCaps(side) => self.main_cmd(side, "query-migrate-capabilities", None, out),
+                Step::QueryCaps(side) => {
+                    self.main_cmd(side, "query-migrate-capabilities", None, out)
+                }
                 Step::EnableEvents(side) => self.main_cmd(
                     side,
                     "migrate-set-capabilities",
@@ -525,17 +570,31 @@ impl Migration {
                 ),
                 Step::QueryStatus(side) => self.main_cmd(side, "query-status", None, out),
                 Step::Begin => self.begin(out),
-                Step::DstQueryParams => self.main_cmd(Side::Dst, "query-migrate-parameters", None, out),
+                Step::DstQueryParams => {
+                    self.main_cmd(Side::Dst, "query-migrate-parameters", None, out)
+                }
                 Step::DstSetCaps => {
                     let dflags = self.flags & !VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
-                    match params::plan_caps(dflags, Party::Destination, &self.dst.caps, &self.src.caps) {
-                        Ok(caps) => self.main_cmd(Side::Dst, "migrate-set-capabilities", Some(caps), out),
+                    match params::plan_caps(
+                        dflags,
+                        Party::Destination,
+                        &self.dst.caps,
+                        &self.src.caps,
+                    ) {
+                        Ok(caps) => {
+                            self.main_cmd(Side::Dst, "migrate-set-capabilities", Some(caps), out)
+                        }
                         Err(e) => self.fail(e, out),
                     }
                 }
                 Step::DstSetParams => {
                     let cur = self.dst.orig_params.clone().unwrap_or(Value::Null);
-                    let p = params::migration_params(Party::Destination, &cur, None, self.req.postcopy_bandwidth_mib);
+                    let p = params::migration_params(
+                        Party::Destination,
+                        &cur,
+                        None,
+                        self.req.postcopy_bandwidth_mib,
+                    );
                     if p.as_object().is_some_and(|o| o.is_empty()) {
                         self.step = Step::DstIncoming;
                     } else {
@@ -550,10 +609,19 @@ impl Migration {
                     }
                     self.main_cmd(Side::Dst, "migrate-incoming", Some(args), out);
                 }
-                Step::SrcQueryParams => self.main_cmd(Side::Src, "query-migrate-parameters", None, out),
+                Step::SrcQueryParams => {
+                    self.main_cmd(Side::Src, "query-migrate-parameters", None, out)
+                }
                 Step::SrcSetCaps => {
-                    match params::plan_caps(self.flags, Party::Source, &self.src.caps, &self.dst.caps) {
-                        Ok(caps) => self.main_cmd(Side::Src, "migrate-set-capabilities", Some(caps), out),
+                    match params::plan_caps(
+                        self.flags,
+                        Party::Source,
+                        &self.src.caps,
+                        &self.dst.caps,
+                    ) {
+                        Ok(caps) => {
+                            self.main_cmd(Side::Src, "migrate-set-capabilities", Some(caps), out)
+                        }
                         Err(e) => self.fail(e, out),
                     }
                 }
@@ -582,11 +650,17 @@ impl Migration {
                 ),
                 Step::SrcQueryStats => self.main_cmd(Side::Src, "query-migrate", None, out),
                 Step::DstWaitFirst => match self.dst.status {
-                    Some(MigStatus::PostcopyActive | MigStatus::Completed) => self.step = Step::DstCont,
-                    Some(MigStatus::PostcopyPaused) => self.postcopy_failed(out),
-                    Some(MigStatus::Failed | MigStatus::Cancelled) => {
-                        self.fail(VirError::new(code::OPERATION_FAILED, "job 'migration in' unexpectedly failed"), out)
+                    Some(MigStatus::PostcopyActive | MigStatus::Completed) => {
+                        self.step = Step::DstCont
                     }
+                    Some(MigStatus::PostcopyPaused) => self.postcopy_failed(out),
+                    Some(MigStatus::Failed | MigStatus::Cancelled) => self.fail(
+                        VirError::new(
+                            code::OPERATION_FAILED,
+                            "job 'migration in' unexpectedly failed",
+                        ),
+                        out,
+                    ),
                     _ => {}
                 },
                 Step::DstCont => self.main_cmd(Side::Dst, "cont", None, out),
@@ -631,7 +705,9 @@ impl Migration {
                     self.main_cmd(Side::Src, "migrate-set-parameters", Some(orig), out);
                 }
                 Step::FailCont => {
-                    if self.src.state.state == state::PAUSED && self.src.state.reason == state::PAUSED_MIGRATION {
+                    if self.src.state.state == state::PAUSED
+                        && self.src.state.reason == state::PAUSED_MIGRATION
+                    {
                         self.main_cmd(Side::Src, "cont", None, out);
                     } else {
                         self.finish_failed(out);
@@ -657,7 +733,10 @@ impl Migration {
             return self.finish_early(e, out);
         }
         if !self.src.active {
-            return self.finish_early(VirError::new(code::OPERATION_INVALID, "domain is not running"), out);
+            return self.finish_early(
+                VirError::new(code::OPERATION_INVALID, "domain is not running"),
+                out,
+            );
         }
         self.src.job = AsyncJob::MigrationOut;
         self.src.phase = Phase::Begin3;
@@ -702,22 +781,24 @@ impl Migration {
 
     fn src_wait(&mut self, out: &mut Vec<Action>) {
         match self.src.status {
-            Some(MigStatus::PreSwitchover) => {
-                // libvirt waits until the STOP event has been processed before migrate-continue.
-                if self.src.state.state != state::RUNNING && !self.continue_sent {
-                    self.continue_sent = true;
-                    self.step = Step::SrcContinue;
-                }
+            // libvirt waits until the STOP event has been processed before migrate-continue.
+            Some(MigStatus::PreSwitchover)
+                if self.src.state.state != state::RUNNING && !self.continue_sent =>
+            {
+                self.continue_sent = true;
+                self.step = Step::SrcContinue;
             }
-            Some(MigStatus::PostcopyActive) => {
-                self.step = Step::SrcQueryStats;
+            Some(MigStatus::PostcopyActive | MigStatus::Completed) => {
+                self.step = Step::SrcQueryStats
             }
-            Some(MigStatus::Completed) => self.step = Step::SrcQueryStats,
             Some(MigStatus::Failed) => {
                 self.step = Step::FailQuery;
             }
             Some(MigStatus::Cancelled) => {
-                let e = VirError::new(code::OPERATION_ABORTED, "job 'migration out' canceled by client");
+                let e = VirError::new(
+                    code::OPERATION_ABORTED,
+                    "job 'migration out' canceled by client",
+                );
                 self.fail(e, out);
             }
             Some(MigStatus::PostcopyPaused) => self.postcopy_failed(out),
@@ -743,7 +824,10 @@ impl Migration {
         ));
         self.awaiting = None;
         self.step = Step::Finished;
-        let e = self.error.clone().unwrap_or_else(|| VirError::new(code::OPERATION_FAILED, ""));
+        let e = self
+            .error
+            .clone()
+            .unwrap_or_else(|| VirError::new(code::OPERATION_FAILED, ""));
         out.push(Action::Done(Err(e)));
     }
 
@@ -757,22 +841,46 @@ impl Migration {
         match side {
             Side::Src => {
                 self.set_state(Side::Src, state::PAUSED, state::PAUSED_POSTCOPY_FAILED);
-                self.emit(Side::Src, event::SUSPENDED, event::SUSPENDED_POSTCOPY_FAILED, out);
+                self.emit(
+                    Side::Src,
+                    event::SUSPENDED,
+                    event::SUSPENDED_POSTCOPY_FAILED,
+                    out,
+                );
             }
             Side::Dst => {
                 if self.dst.state.state == state::RUNNING {
                     self.set_state(Side::Dst, state::RUNNING, state::RUNNING_POSTCOPY_FAILED);
-                    self.emit(Side::Dst, event::RESUMED, event::RESUMED_POSTCOPY_FAILED, out);
+                    self.emit(
+                        Side::Dst,
+                        event::RESUMED,
+                        event::RESUMED_POSTCOPY_FAILED,
+                        out,
+                    );
                 } else {
-                    self.emit(Side::Dst, event::SUSPENDED, event::SUSPENDED_POSTCOPY_FAILED, out);
+                    self.emit(
+                        Side::Dst,
+                        event::SUSPENDED,
+                        event::SUSPENDED_POSTCOPY_FAILED,
+                        out,
+                    );
                 }
             }
         }
     }
 
-    fn on_reply(&mut self, side: Side, id: u64, result: Result<Value, QmpError>, out: &mut Vec<Action>) {
+    fn on_reply(
+        &mut self,
+        side: Side,
+        id: u64,
+        result: Result<Value, QmpError>,
+        out: &mut Vec<Action>,
+    ) {
         let Some(purpose) = self.pending.remove(&id) else {
-            out.push(Action::Warn(format!("{} reply to a command we did not send (id {id})", side.tag())));
+            out.push(Action::Warn(format!(
+                "{} reply to a command we did not send (id {id})",
+                side.tag()
+            )));
             return;
         };
         match purpose {
@@ -785,23 +893,34 @@ impl Migration {
             Purpose::Api(call) => self.on_api_reply(call, result, out),
             Purpose::AutoSwitch => {
                 if let Err(e) = result {
-                    out.push(Action::Warn(format!("switching to post-copy failed: {}", e.desc)));
+                    out.push(Action::Warn(format!(
+                        "switching to post-copy failed: {}",
+                        e.desc
+                    )));
                 }
             }
         }
     }
 
-    fn on_main_reply(&mut self, step: Step, result: Result<Value, QmpError>, out: &mut Vec<Action>) {
+    fn on_main_reply(
+        &mut self,
+        step: Step,
+        result: Result<Value, QmpError>,
+        out: &mut Vec<Action>,
+    ) {
         let command = match step {
             Step::QueryCaps(_) => "query-migrate-capabilities",
-            Step::EnableEvents(_) | Step::DstSetCaps | Step::SrcSetCaps | Step::DstResetCaps | Step::FailResetCaps => {
-                "migrate-set-capabilities"
-            }
+            Step::EnableEvents(_)
+            | Step::DstSetCaps
+            | Step::SrcSetCaps
+            | Step::DstResetCaps
+            | Step::FailResetCaps => "migrate-set-capabilities",
             Step::QueryStatus(_) => "query-status",
             Step::DstQueryParams | Step::SrcQueryParams => "query-migrate-parameters",
-            Step::DstSetParams | Step::SrcSetParams | Step::DstResetParams | Step::FailResetParams => {
-                "migrate-set-parameters"
-            }
+            Step::DstSetParams
+            | Step::SrcSetParams
+            | Step::DstResetParams
+            | Step::FailResetParams => "migrate-set-parameters",
             Step::DstIncoming => "migrate-incoming",
             Step::SrcMigrate => "migrate",
             Step::SrcContinue => "migrate-continue",
@@ -821,12 +940,23 @@ impl Migration {
                         self.step = Step::FailResetCaps;
                     }
                     Step::FailResetCaps | Step::FailResetParams => {
-                        self.step = if step == Step::FailResetCaps { Step::FailResetParams } else { Step::FailCont };
+                        self.step = if step == Step::FailResetCaps {
+                            Step::FailResetParams
+                        } else {
+                            Step::FailCont
+                        };
                     }
                     Step::FailCont | Step::FailQuery => self.finish_failed(out),
                     Step::DstResetCaps | Step::DstResetParams => {
-                        out.push(Action::Warn(format!("resetting migration parameters failed: {}", err)));
-                        self.step = if step == Step::DstResetCaps { Step::DstResetParams } else { Step::SrcWaitCompleted };
+                        out.push(Action::Warn(format!(
+                            "resetting migration parameters failed: {}",
+                            err
+                        )));
+                        self.step = if step == Step::DstResetCaps {
+                            Step::DstResetParams
+                        } else {
+                            Step::SrcWaitCompleted
+                        };
                     }
                     _ if self.entered_postcopy => {
                         // After the switch nothing is rolled back (B.5).
@@ -850,7 +980,10 @@ impl Migration {
             Step::EnableEvents(side) => self.step = Step::QueryStatus(side),
             Step::QueryStatus(side) => {
                 let status = value.get("status").and_then(Value::as_str).unwrap_or("");
-                let running = value.get("running").and_then(Value::as_bool).unwrap_or(false);
+                let running = value
+                    .get("running")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
                 match side {
                     Side::Src => {
                         if !running {
@@ -945,8 +1078,14 @@ impl Migration {
             Step::FailQuery => {
                 let desc = value.get("error-desc").and_then(Value::as_str);
                 let e = match desc {
-                    Some(d) => VirError::new(code::OPERATION_FAILED, format!("job 'migration out' failed: {d}")),
-                    None => VirError::new(code::OPERATION_FAILED, "job 'migration out' unexpectedly failed"),
+                    Some(d) => VirError::new(
+                        code::OPERATION_FAILED,
+                        format!("job 'migration out' failed: {d}"),
+                    ),
+                    None => VirError::new(
+                        code::OPERATION_FAILED,
+                        "job 'migration out' unexpectedly failed",
+                    ),
                 };
                 self.error.get_or_insert(e);
                 self.step = Step::FailResetCaps;
@@ -968,7 +1107,10 @@ impl Migration {
             "MIGRATION" => {
                 let s = data.get("status").and_then(Value::as_str).unwrap_or("");
                 let Some(st) = MigStatus::parse(s) else {
-                    out.push(Action::Warn(format!("{}: unknown migration status '{s}' in MIGRATION event", side.tag())));
+                    out.push(Action::Warn(format!(
+                        "{}: unknown migration status '{s}' in MIGRATION event",
+                        side.tag()
+                    )));
                     return;
                 };
                 let view = self.view_mut(side);
@@ -985,11 +1127,11 @@ impl Migration {
                         }
                     }
                     (Side::Dst, MigStatus::PostcopyActive) => self.entered_postcopy = true,
-                    (_, MigStatus::PostcopyPaused) => {
-                        // No thread watches after Perform: handle the failure in the event itself.
-                        if self.step >= Step::SrcQueryStats || self.entered_postcopy {
-                            self.postcopy_failed(out);
-                        }
+                    // No thread watches after Perform: handle the failure in the event itself.
+                    (_, MigStatus::PostcopyPaused)
+                        if self.step >= Step::SrcQueryStats || self.entered_postcopy =>
+                    {
+                        self.postcopy_failed(out);
                     }
                     _ => {}
                 }
@@ -1010,7 +1152,13 @@ impl Migration {
                     {
                         self.switch_sent = true;
                         self.switch = Some(SwitchedBy::AfterPrecopy { pass });
-                        self.send(Side::Src, "migrate-start-postcopy", None, Purpose::AutoSwitch, out);
+                        self.send(
+                            Side::Src,
+                            "migrate-start-postcopy",
+                            None,
+                            Purpose::AutoSwitch,
+                            out,
+                        );
                     }
                 }
             }
@@ -1028,10 +1176,18 @@ impl Migration {
                 }
             }
             "RESUME" => {
-                if side == Side::Dst && self.dst.state.state != state::RUNNING && self.dst.job == AsyncJob::MigrationIn {
+                if side == Side::Dst
+                    && self.dst.state.state != state::RUNNING
+                    && self.dst.job == AsyncJob::MigrationIn
+                {
                     if self.dst.phase == Phase::PostcopyFailed {
                         self.set_state(Side::Dst, state::RUNNING, state::RUNNING_POSTCOPY_FAILED);
-                        self.emit(Side::Dst, event::RESUMED, event::RESUMED_POSTCOPY_FAILED, out);
+                        self.emit(
+                            Side::Dst,
+                            event::RESUMED,
+                            event::RESUMED_POSTCOPY_FAILED,
+                            out,
+                        );
                     } else if self.dst.status == Some(MigStatus::PostcopyActive) {
                         self.set_state(Side::Dst, state::RUNNING, state::RUNNING_POSTCOPY);
                         self.emit(Side::Dst, event::RESUMED, event::RESUMED_POSTCOPY, out);
@@ -1039,7 +1195,10 @@ impl Migration {
                         self.set_state(Side::Dst, state::RUNNING, state::RUNNING_MIGRATED);
                         self.emit(Side::Dst, event::RESUMED, event::RESUMED_MIGRATED, out);
                     }
-                } else if side == Side::Src && self.src.state.state != state::RUNNING && self.src.active {
+                } else if side == Side::Src
+                    && self.src.state.state != state::RUNNING
+                    && self.src.active
+                {
                     // The source resumed by someone else; libvirt follows QEMU.
                     if self.step < Step::FailQuery {
                         self.set_state(Side::Src, state::RUNNING, state::RUNNING_UNPAUSED);
@@ -1058,31 +1217,56 @@ impl Migration {
                 if self.src.job == AsyncJob::MigrationOut && self.step >= Step::SrcWait {
                     Ok(())
                 } else {
-                    Err(VirError::new(code::OPERATION_INVALID, "no job is active on the domain"))
+                    Err(VirError::new(
+                        code::OPERATION_INVALID,
+                        "no job is active on the domain",
+                    ))
                 }
             }
         };
         if let Err(e) = result {
-            out.push(Action::ApiReturn { call, result: Err(e) });
+            out.push(Action::ApiReturn {
+                call,
+                result: Err(e),
+            });
             return;
         }
         match call {
             ApiCall::StartPostCopy { .. } => {
                 if self.switch.is_none() {
-                    self.switch = Some(SwitchedBy::Api { pass: self.last_pass });
+                    self.switch = Some(SwitchedBy::Api {
+                        pass: self.last_pass,
+                    });
                 }
                 self.switch_sent = true;
-                self.send(Side::Src, "migrate-start-postcopy", None, Purpose::Api(call), out);
+                self.send(
+                    Side::Src,
+                    "migrate-start-postcopy",
+                    None,
+                    Purpose::Api(call),
+                    out,
+                );
             }
             ApiCall::AbortJob { flags } => {
                 if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 {
                     self.send(Side::Src, "migrate-pause", None, Purpose::Api(call), out);
-                } else if self.step < Step::SrcMigrate || (self.step == Step::SrcMigrate && self.awaiting.is_some()) {
+                } else if self.step < Step::SrcMigrate
+                    || (self.step == Step::SrcMigrate && self.awaiting.is_some())
+                {
                     // Not yet migrating in QEMU: the job stops before `migrate`.
                     self.abort_requested = true;
-                    out.push(Action::ApiReturn { call, result: Ok(ApiValue::Done) });
+                    out.push(Action::ApiReturn {
+                        call,
+                        result: Ok(ApiValue::Done),
+                    });
                     if self.step < Step::SrcMigrate && self.awaiting.is_none() {
-                        self.fail(VirError::new(code::OPERATION_ABORTED, "job 'migration out' canceled by client"), out);
+                        self.fail(
+                            VirError::new(
+                                code::OPERATION_ABORTED,
+                                "job 'migration out' canceled by client",
+                            ),
+                            out,
+                        );
                     }
                 } else {
                     self.send(Side::Src, "migrate_cancel", None, Purpose::Api(call), out);
@@ -1108,7 +1292,10 @@ impl Migration {
     }
 
     fn check_abort(&self, flags: u32) -> Result<(), VirError> {
-        if flags & !VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 || !self.src.active || self.src.job != AsyncJob::MigrationOut {
+        if flags & !VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0
+            || !self.src.active
+            || self.src.job != AsyncJob::MigrationOut
+        {
             return Err(abort_without_job(flags, self.src.active));
         }
         let in_postcopy = self.entered_postcopy || self.src.phase == Phase::PostcopyFailed;
@@ -1119,15 +1306,25 @@ impl Migration {
             ));
         }
         if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY == 0 && in_postcopy {
-            return Err(VirError::new(code::OPERATION_INVALID, "cannot abort migration in post-copy mode"));
+            return Err(VirError::new(
+                code::OPERATION_INVALID,
+                "cannot abort migration in post-copy mode",
+            ));
         }
         Ok(())
     }
 
-    fn on_api_reply(&mut self, call: ApiCall, result: Result<Value, QmpError>, out: &mut Vec<Action>) {
+    fn on_api_reply(
+        &mut self,
+        call: ApiCall,
+        result: Result<Value, QmpError>,
+        out: &mut Vec<Action>,
+    ) {
         let command = match &call {
             ApiCall::StartPostCopy { .. } => "migrate-start-postcopy",
-            ApiCall::AbortJob { flags } if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 => "migrate-pause",
+            ApiCall::AbortJob { flags } if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 => {
+                "migrate-pause"
+            }
             ApiCall::AbortJob { .. } => "migrate_cancel",
             ApiCall::GetJobStats => "query-migrate",
         };
@@ -1151,15 +1348,28 @@ impl Migration {
         v.state = DomainState::new(state::SHUTOFF, sys_shutoff_crashed());
         let err = VirError::new(
             code::OPERATION_FAILED,
-            format!("{} QEMU monitor closed: {reason}", match side { Side::Src => "source", Side::Dst => "destination" }),
+            format!(
+                "{} QEMU monitor closed: {reason}",
+                match side {
+                    Side::Src => "source",
+                    Side::Dst => "destination",
+                }
+            ),
         );
         if self.entered_postcopy {
             self.error = Some(err);
-            let other = if side == Side::Src { Side::Dst } else { Side::Src };
+            let other = if side == Side::Src {
+                Side::Dst
+            } else {
+                Side::Src
+            };
             self.mark_postcopy_failed(other, out);
             self.awaiting = None;
             self.step = Step::Finished;
-            let e = self.error.clone().unwrap_or_else(|| VirError::new(code::OPERATION_FAILED, ""));
+            let e = self
+                .error
+                .clone()
+                .unwrap_or_else(|| VirError::new(code::OPERATION_FAILED, ""));
             out.push(Action::Done(Err(e)));
             return;
         }

@@ -6,9 +6,9 @@ pub mod stats;
 pub mod vocab;
 
 pub use migration::{
-    check_driver_flags, check_public_flags, start_postcopy_without_job, abort_without_job, Action, ApiCall,
-    ApiValue, AsyncJob, DomainEvent, DomainView, Input, MigrateRequest, Migration, Outcome, Phase, Side,
-    SwitchedBy,
+    abort_without_job, check_driver_flags, check_public_flags, start_postcopy_without_job, Action,
+    ApiCall, ApiValue, AsyncJob, DomainEvent, DomainView, Input, MigrateRequest, Migration,
+    Outcome, Phase, Side, SwitchedBy,
 };
 pub use stats::{JobStats, MigStatus};
 pub use vocab::{DomainState, VirError};

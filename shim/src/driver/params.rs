@@ -2,7 +2,9 @@
 
 use serde_json::{json, Map, Value};
 
-use super::vocab::{code, VirError, VIR_MIGRATE_AUTO_CONVERGE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_TUNNELLED};
+use super::vocab::{
+    code, VirError, VIR_MIGRATE_AUTO_CONVERGE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_TUNNELLED,
+};
 
 /// The capabilities libvirt 11.3 knows, in its enum order (qemuMigrationCapability). Commands list
 /// them in this order; capabilities QEMU offers beyond these are never sent.
@@ -82,7 +84,12 @@ fn has(list: &[String], cap: &str) -> bool {
 /// Decides every capability for one side (qemuMigrationParamsCheck + the always-on list).
 /// `local` and `peer` are the supported lists minus `events`. Returns the argument of
 /// `migrate-set-capabilities`: every supported known capability with an explicit state.
-pub fn plan_caps(flags: u32, party: Party, local: &[String], peer: &[String]) -> Result<Value, VirError> {
+pub fn plan_caps(
+    flags: u32,
+    party: Party,
+    local: &[String],
+    peer: &[String],
+) -> Result<Value, VirError> {
     let mut on: Vec<&str> = Vec::new();
     let require = |cap: &'static str, on: &mut Vec<&str>| -> Result<(), VirError> {
         if !has(local, cap) {
@@ -165,7 +172,10 @@ pub fn migration_params(
         out.insert("max-bandwidth".into(), json!(bw.saturating_mul(MIB)));
     }
     if let Some(pbw) = postcopy_bandwidth_mib {
-        out.insert("max-postcopy-bandwidth".into(), json!(pbw.saturating_mul(MIB)));
+        out.insert(
+            "max-postcopy-bandwidth".into(),
+            json!(pbw.saturating_mul(MIB)),
+        );
     }
     Value::Object(out)
 }

@@ -74,7 +74,10 @@ pub struct JobStats {
 
 impl JobStats {
     pub fn get(&self, name: &str) -> Option<u64> {
-        self.params.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.params
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 
     /// Builds the statistics from a `query-migrate` reply.
@@ -92,7 +95,8 @@ impl JobStats {
             }
             v.as_u64()
         };
-        let mut params: Vec<(&'static str, u64)> = vec![(param::operation(), param::OPERATION_MIGRATION_OUT as u64)];
+        let mut params: Vec<(&'static str, u64)> =
+            vec![(param::operation(), param::OPERATION_MIGRATION_OUT as u64)];
         let mut push = |name: &'static str, v: Option<u64>| {
             if let Some(v) = v {
                 params.push((name, v));
@@ -127,7 +131,10 @@ impl JobStats {
         push(param::memory_dirty_rate(), u(&["ram", "dirty-pages-rate"]));
         push(param::memory_page_size(), u(&["ram", "page-size"]));
         push(param::memory_iteration(), u(&["ram", "dirty-sync-count"]));
-        push(param::memory_postcopy_requests(), u(&["ram", "postcopy-requests"]));
+        push(
+            param::memory_postcopy_requests(),
+            u(&["ram", "postcopy-requests"]),
+        );
         Ok(JobStats {
             job_type: st.job_type(),
             params,

@@ -69,7 +69,10 @@ pub const OUT_OF_SCOPE_FLAGS: &[(u32, &str)] = &[
     (VIR_MIGRATE_UNDEFINE_SOURCE, "VIR_MIGRATE_UNDEFINE_SOURCE"),
     (VIR_MIGRATE_NON_SHARED_DISK, "VIR_MIGRATE_NON_SHARED_DISK"),
     (VIR_MIGRATE_NON_SHARED_INC, "VIR_MIGRATE_NON_SHARED_INC"),
-    (VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES, "VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES"),
+    (
+        VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES,
+        "VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES",
+    ),
     (VIR_MIGRATE_OFFLINE, "VIR_MIGRATE_OFFLINE"),
     (VIR_MIGRATE_TLS, "VIR_MIGRATE_TLS"),
     (VIR_MIGRATE_COMPRESSED, "VIR_MIGRATE_COMPRESSED"),
@@ -92,7 +95,11 @@ pub fn flag_names(flags: u32) -> Vec<&'static str> {
         (VIR_MIGRATE_POSTCOPY_RESUME, "POSTCOPY_RESUME"),
         (VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY, "POSTCOPY_AFTER_PRECOPY"),
     ];
-    let mut out: Vec<&str> = NAMES.iter().filter(|(b, _)| flags & b != 0).map(|(_, n)| *n).collect();
+    let mut out: Vec<&str> = NAMES
+        .iter()
+        .filter(|(b, _)| flags & b != 0)
+        .map(|(_, n)| *n)
+        .collect();
     out.extend(
         OUT_OF_SCOPE_FLAGS
             .iter()
@@ -252,7 +259,8 @@ pub mod event {
     pub const STARTED_MIGRATED: i32 = sys::VIR_DOMAIN_EVENT_STARTED_MIGRATED as i32;
     pub const SUSPENDED_MIGRATED: i32 = sys::VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED as i32;
     pub const SUSPENDED_POSTCOPY: i32 = sys::VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY as i32;
-    pub const SUSPENDED_POSTCOPY_FAILED: i32 = sys::VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED as i32;
+    pub const SUSPENDED_POSTCOPY_FAILED: i32 =
+        sys::VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED as i32;
     pub const RESUMED_UNPAUSED: i32 = sys::VIR_DOMAIN_EVENT_RESUMED_UNPAUSED as i32;
     pub const RESUMED_MIGRATED: i32 = sys::VIR_DOMAIN_EVENT_RESUMED_MIGRATED as i32;
     pub const RESUMED_POSTCOPY: i32 = sys::VIR_DOMAIN_EVENT_RESUMED_POSTCOPY as i32;
@@ -296,28 +304,72 @@ pub mod param {
     fn s(c: &'static std::ffi::CStr) -> &'static str {
         c.to_str().unwrap_or("?")
     }
-    pub fn time_elapsed() -> &'static str { s(sys::VIR_DOMAIN_JOB_TIME_ELAPSED) }
-    pub fn data_total() -> &'static str { s(sys::VIR_DOMAIN_JOB_DATA_TOTAL) }
-    pub fn data_processed() -> &'static str { s(sys::VIR_DOMAIN_JOB_DATA_PROCESSED) }
-    pub fn data_remaining() -> &'static str { s(sys::VIR_DOMAIN_JOB_DATA_REMAINING) }
-    pub fn memory_total() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_TOTAL) }
-    pub fn memory_processed() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_PROCESSED) }
-    pub fn memory_remaining() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_REMAINING) }
-    pub fn memory_constant() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_CONSTANT) }
-    pub fn memory_normal() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_NORMAL) }
-    pub fn memory_normal_bytes() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_NORMAL_BYTES) }
-    pub fn memory_bps() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_BPS) }
-    pub fn memory_dirty_rate() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE) }
-    pub fn memory_page_size() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE) }
-    pub fn memory_iteration() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_ITERATION) }
-    pub fn memory_postcopy_requests() -> &'static str { s(sys::VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS) }
-    pub fn downtime() -> &'static str { s(sys::VIR_DOMAIN_JOB_DOWNTIME) }
-    pub fn setup_time() -> &'static str { s(sys::VIR_DOMAIN_JOB_SETUP_TIME) }
-    pub fn operation() -> &'static str { s(sys::VIR_DOMAIN_JOB_OPERATION) }
-    pub fn success() -> &'static str { s(sys::VIR_DOMAIN_JOB_SUCCESS) }
+    pub fn time_elapsed() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_TIME_ELAPSED)
+    }
+    pub fn data_total() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_DATA_TOTAL)
+    }
+    pub fn data_processed() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_DATA_PROCESSED)
+    }
+    pub fn data_remaining() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_DATA_REMAINING)
+    }
+    pub fn memory_total() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_TOTAL)
+    }
+    pub fn memory_processed() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_PROCESSED)
+    }
+    pub fn memory_remaining() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_REMAINING)
+    }
+    pub fn memory_constant() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_CONSTANT)
+    }
+    pub fn memory_normal() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_NORMAL)
+    }
+    pub fn memory_normal_bytes() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_NORMAL_BYTES)
+    }
+    pub fn memory_bps() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_BPS)
+    }
+    pub fn memory_dirty_rate() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE)
+    }
+    pub fn memory_page_size() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE)
+    }
+    pub fn memory_iteration() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_ITERATION)
+    }
+    pub fn memory_postcopy_requests() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS)
+    }
+    pub fn downtime() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_DOWNTIME)
+    }
+    pub fn setup_time() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_SETUP_TIME)
+    }
+    pub fn operation() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_OPERATION)
+    }
+    pub fn success() -> &'static str {
+        s(sys::VIR_DOMAIN_JOB_SUCCESS)
+    }
     /// Migration parameter names (virDomainMigrate3 typed parameters).
-    pub fn migrate_bandwidth() -> &'static str { s(sys::VIR_MIGRATE_PARAM_BANDWIDTH) }
-    pub fn migrate_bandwidth_postcopy() -> &'static str { s(sys::VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY) }
-    pub fn migrate_uri() -> &'static str { s(sys::VIR_MIGRATE_PARAM_URI) }
+    pub fn migrate_bandwidth() -> &'static str {
+        s(sys::VIR_MIGRATE_PARAM_BANDWIDTH)
+    }
+    pub fn migrate_bandwidth_postcopy() -> &'static str {
+        s(sys::VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY)
+    }
+    pub fn migrate_uri() -> &'static str {
+        s(sys::VIR_MIGRATE_PARAM_URI)
+    }
     pub const OPERATION_MIGRATION_OUT: i32 = sys::VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT as i32;
 }

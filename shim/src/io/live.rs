@@ -1,4 +1,4 @@
-use std::io::{BufRead, BufReader, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::driver::{ApiCall, ApiValue, DomainEvent, Side, VirError};
 use crate::engine::{EngineError, Incoming, Transport};
+use crate::qmp::Framer;
 
 /// A connected QMP monitor: a writer, and a reader thread that feeds lines into the loop.
 #[derive(Debug)]
@@ -45,7 +46,10 @@ impl Monitor {
             match r {
                 Ok(m) => return Ok(m),
                 Err(e) if start.elapsed() >= timeout => {
-                    return Err(std::io::Error::new(e.kind(), format!("cannot connect to QMP socket {addr}: {e}")))
+                    return Err(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot connect to QMP socket {addr}: {e}"),
+                    ))
                 }
                 Err(_) => thread::sleep(Duration::from_millis(50)),
             }
@@ -108,28 +112,40 @@ pub struct LiveTransport {
 
 impl std::fmt::Debug for LiveTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LiveTransport").field("stats", &self.stats).finish()
+        f.debug_struct("LiveTransport")
+            .field("stats", &self.stats)
+            .finish()
     }
 }
 
-fn spawn_reader(side: Side, r: Box<dyn ReadStream>, tx: Sender<LoopMsg>) {
+fn spawn_reader(side: Side, mut r: Box<dyn ReadStream>, tx: Sender<LoopMsg>) {
     thread::spawn(move || {
-        let mut br = BufReader::new(r);
-        let mut buf = Vec::new();
+        let mut framer = Framer::new();
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            buf.clear();
-            match br.read_until(b'\n', &mut buf) {
+            let n = match r.read(&mut buf) {
                 Ok(0) => {
-                    let _ = tx.send(LoopMsg::Eof(side, "end of file".into()));
+                    let why = if framer.has_partial() {
+                        "end of file in the middle of a message"
+                    } else {
+                        "end of file"
+                    };
+                    let _ = tx.send(LoopMsg::Eof(side, why.into()));
                     return;
                 }
-                Ok(_) => {
-                    let line = String::from_utf8_lossy(&buf).trim_end().to_string();
-                    if line.is_empty() {
-                        continue;
-                    }
-                    if tx.send(LoopMsg::Line(side, line)).is_err() {
-                        return;
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    let _ = tx.send(LoopMsg::Eof(side, e.to_string()));
+                    return;
+                }
+            };
+            match framer.push(&buf[..n]) {
+                Ok(lines) => {
+                    for line in lines {
+                        if tx.send(LoopMsg::Line(side, line)).is_err() {
+                            return;
+                        }
                     }
                 }
                 Err(e) => {
@@ -166,7 +182,9 @@ impl LiveTransport {
     }
 
     pub fn controller(&self) -> Controller {
-        Controller { tx: self.tx.clone() }
+        Controller {
+            tx: self.tx.clone(),
+        }
     }
 
     pub fn on_event(&mut self, f: impl FnMut(Side, &DomainEvent) + Send + 'static) {
@@ -190,7 +208,10 @@ impl Transport for LiveTransport {
             .map_err(|_| EngineError::Io("all monitor readers stopped".into()))?;
         Ok(match msg {
             LoopMsg::Line(side, line) => {
-                if side == Side::Src && self.pass2_at.is_none() && line.contains("\"MIGRATION_PASS\"") {
+                if side == Side::Src
+                    && self.pass2_at.is_none()
+                    && line.contains("\"MIGRATION_PASS\"")
+                {
                     let pass = serde_json::from_str::<serde_json::Value>(&line)
                         .ok()
                         .and_then(|v| v.get("data")?.get("pass")?.as_u64());
@@ -227,7 +248,11 @@ impl Transport for LiveTransport {
         Ok(())
     }
 
-    fn api_return(&mut self, call: &ApiCall, result: &Result<ApiValue, VirError>) -> Result<(), EngineError> {
+    fn api_return(
+        &mut self,
+        call: &ApiCall,
+        result: &Result<ApiValue, VirError>,
+    ) -> Result<(), EngineError> {
         if let Some(pos) = self.waiting.iter().position(|(c, _)| c == call) {
             let (_, reply) = self.waiting.remove(pos);
             let _ = reply.send(result.clone());

@@ -33,32 +33,51 @@ pub struct QemuProcess {
 }
 
 impl QemuProcess {
-    pub fn start(cfg: &QemuConfig, dir: &Path, name: &str, incoming: bool) -> std::io::Result<QemuProcess> {
+    pub fn start(
+        cfg: &QemuConfig,
+        dir: &Path,
+        name: &str,
+        incoming: bool,
+    ) -> std::io::Result<QemuProcess> {
         let qmp = dir.join(format!("{name}.qmp"));
         let serial = dir.join(format!("{name}.serial"));
         let _ = std::fs::remove_file(&qmp);
         let mut cmd = Command::new(&cfg.binary);
-        cmd.args(["-M", "pc", "-accel", "tcg", "-display", "none", "-nodefaults", "-no-user-config"])
-            .arg("-m")
-            .arg(cfg.memory_mib.to_string())
-            .arg("-kernel")
-            .arg(&cfg.kernel)
-            .arg("-append")
-            .arg(&cfg.append)
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
-            .args(&cfg.extra_args);
+        cmd.args([
+            "-M",
+            "pc",
+            "-accel",
+            "tcg",
+            "-display",
+            "none",
+            "-nodefaults",
+            "-no-user-config",
+        ])
+        .arg("-m")
+        .arg(cfg.memory_mib.to_string())
+        .arg("-kernel")
+        .arg(&cfg.kernel)
+        .arg("-append")
+        .arg(&cfg.append)
+        .arg("-serial")
+        .arg(format!("file:{}", serial.display()))
+        .arg("-qmp")
+        .arg(format!("unix:{},server=on,wait=off", qmp.display()))
+        .args(&cfg.extra_args);
         if incoming {
             cmd.args(["-S", "-incoming", "defer"]);
         }
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(File::create(dir.join(format!("{name}.stderr")))?);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(dir.join(format!("{name}.stderr")))?);
         let child = cmd.spawn().map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot start {}: {e}", cfg.binary.display()))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot start {}: {e}", cfg.binary.display()),
+            )
         })?;
         Ok(QemuProcess {
             name: name.to_string(),
@@ -102,13 +121,21 @@ impl QemuProcess {
                 }
             }
             if !self.alive() {
-                let err = std::fs::read_to_string(self.serial.with_extension("stderr")).unwrap_or_default();
-                return Err(std::io::Error::other(format!("{} QEMU exited: {}", self.name, err.trim())));
+                let err = std::fs::read_to_string(self.serial.with_extension("stderr"))
+                    .unwrap_or_default();
+                return Err(std::io::Error::other(format!(
+                    "{} QEMU exited: {}",
+                    self.name,
+                    err.trim()
+                )));
             }
             if start.elapsed() > timeout {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
-                    format!("{} guest printed no '{prefix}' within {timeout:?}", self.name),
+                    format!(
+                        "{} guest printed no '{prefix}' within {timeout:?}",
+                        self.name
+                    ),
                 ));
             }
             thread::sleep(Duration::from_millis(50));

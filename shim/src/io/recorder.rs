@@ -47,9 +47,16 @@ impl<T: Transport> Recorder<T> {
     }
 
     /// Records an API call made outside a migration (before it, after it), with its result.
-    pub fn record_idle_api(&mut self, call: &ApiCall, result: &Result<ApiValue, VirError>) -> Result<(), EngineError> {
+    pub fn record_idle_api(
+        &mut self,
+        call: &ApiCall,
+        result: &Result<ApiValue, VirError>,
+    ) -> Result<(), EngineError> {
         let t = self.t();
-        self.write(&Record::Api { t, api: ApiRecord::from_call(call) })?;
+        self.write(&Record::Api {
+            t,
+            api: ApiRecord::from_call(call),
+        })?;
         self.write(&Record::ApiReturn {
             t,
             call: call.name().into(),
@@ -73,10 +80,18 @@ impl<T: Transport> Transport for Recorder<T> {
         let t = self.t();
         match &inc {
             Incoming::Line { side, line } => {
-                let msg: Value = serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.clone()));
-                self.write(&Record::Recv { t, mon: (*side).into(), msg })?;
+                let msg: Value =
+                    serde_json::from_str(line).unwrap_or_else(|_| Value::String(line.clone()));
+                self.write(&Record::Recv {
+                    t,
+                    mon: (*side).into(),
+                    msg,
+                })?;
             }
-            Incoming::Api(call) => self.write(&Record::Api { t, api: ApiRecord::from_call(call) })?,
+            Incoming::Api(call) => self.write(&Record::Api {
+                t,
+                api: ApiRecord::from_call(call),
+            })?,
             Incoming::Closed { side, reason } => self.write(&Record::Closed {
                 t,
                 mon: (*side).into(),
@@ -91,10 +106,18 @@ impl<T: Transport> Transport for Recorder<T> {
         self.inner.send(side, line)?;
         let msg: Value = serde_json::from_str(line).map_err(|e| EngineError::Io(e.to_string()))?;
         let t = self.t();
-        self.write(&Record::Send { t, mon: side.into(), msg })
+        self.write(&Record::Send {
+            t,
+            mon: side.into(),
+            msg,
+        })
     }
 
-    fn api_return(&mut self, call: &ApiCall, result: &Result<ApiValue, VirError>) -> Result<(), EngineError> {
+    fn api_return(
+        &mut self,
+        call: &ApiCall,
+        result: &Result<ApiValue, VirError>,
+    ) -> Result<(), EngineError> {
         let t = self.t();
         self.write(&Record::ApiReturn {
             t,

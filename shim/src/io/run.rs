@@ -11,8 +11,8 @@ use super::{Controller, LiveTransport, Monitor, Recorder, TransportStats};
 use crate::driver::vocab::flag_names;
 use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
 use crate::engine::{self, EngineError, Report, Transport};
-use crate::transcript::{Header, FORMAT_VERSION};
 use crate::transcript::format::{QemuVersions, MAGIC};
+use crate::transcript::{Header, FORMAT_VERSION};
 
 /// Where the transcript goes and what it says about itself.
 #[derive(Debug, Clone)]
@@ -24,13 +24,18 @@ pub struct RecordSpec {
     pub qemu_dst: String,
 }
 
+/// A domain-event callback, run on the loop thread.
+pub type EventHook = Box<dyn FnMut(Side, &DomainEvent) + Send>;
+/// Called when libvirt would stop a QEMU.
+pub type StopHook = Box<dyn FnMut(Side) + Send>;
+
 /// Hooks of a live run, all optional.
 #[derive(Default)]
 pub struct Hooks {
     /// Called on the loop thread for every domain event. Must not block on the controller.
-    pub on_event: Option<Box<dyn FnMut(Side, &DomainEvent) + Send>>,
+    pub on_event: Option<EventHook>,
     /// Called when libvirt would stop a QEMU.
-    pub on_stop: Option<Box<dyn FnMut(Side) + Send>>,
+    pub on_stop: Option<StopHook>,
     /// Receives the controller as soon as the loop exists (for API calls from other threads).
     pub controller: Option<Sender<Controller>>,
 }
@@ -61,7 +66,11 @@ impl Transport for Idle {
     fn send(&mut self, _side: Side, _line: &str) -> Result<(), EngineError> {
         Err(EngineError::Io("no migration runs".into()))
     }
-    fn api_return(&mut self, _call: &ApiCall, _result: &Result<ApiValue, VirError>) -> Result<(), EngineError> {
+    fn api_return(
+        &mut self,
+        _call: &ApiCall,
+        _result: &Result<ApiValue, VirError>,
+    ) -> Result<(), EngineError> {
         Ok(())
     }
 }
@@ -87,13 +96,19 @@ pub fn header(req: &MigrateRequest, spec: &RecordSpec) -> Header {
         format: MAGIC.into(),
         version: FORMAT_VERSION,
         scenario: spec.scenario.clone(),
-        recorder: format!("postcopy {} (libvirt-postcopy recorder)", env!("CARGO_PKG_VERSION")),
+        recorder: format!(
+            "postcopy {} (libvirt-postcopy recorder)",
+            env!("CARGO_PKG_VERSION")
+        ),
         qemu: QemuVersions {
             src: spec.qemu_src.clone(),
             dst: spec.qemu_dst.clone(),
         },
         flags: req.flags,
-        flag_names: flag_names(req.flags).into_iter().map(String::from).collect(),
+        flag_names: flag_names(req.flags)
+            .into_iter()
+            .map(String::from)
+            .collect(),
         uri: req.uri.clone(),
         bandwidth: req.bandwidth_mib,
         postcopy_bandwidth: req.postcopy_bandwidth_mib,
@@ -109,7 +124,9 @@ pub fn migrate(
     record: Option<&RecordSpec>,
     hooks: Hooks,
 ) -> Result<LiveRun, EngineError> {
-    let connect = |a: &str| Monitor::connect(a, Duration::from_secs(20)).map_err(|e| EngineError::Io(e.to_string()));
+    let connect = |a: &str| {
+        Monitor::connect(a, Duration::from_secs(20)).map_err(|e| EngineError::Io(e.to_string()))
+    };
     let src = connect(src_qmp)?;
     let dst = connect(dst_qmp)?;
     let mut live = LiveTransport::new(src, dst);
@@ -133,10 +150,12 @@ pub fn migrate(
             })
         }
         Some(spec) => {
-            let file = File::create(&spec.path)
-                .map_err(|e| EngineError::Io(format!("cannot create {}: {e}", spec.path.display())))?;
-            let mut rec = Recorder::new(live, file, &header(&req, spec))
-                .map_err(|e| EngineError::Io(format!("cannot write {}: {e}", spec.path.display())))?;
+            let file = File::create(&spec.path).map_err(|e| {
+                EngineError::Io(format!("cannot create {}: {e}", spec.path.display()))
+            })?;
+            let mut rec = Recorder::new(live, file, &header(&req, spec)).map_err(|e| {
+                EngineError::Io(format!("cannot write {}: {e}", spec.path.display()))
+            })?;
             let report = engine::run(req, &mut rec)?;
             let stats = rec.inner().stats.clone();
             let warnings = rec.inner().warnings.clone();

@@ -17,7 +17,10 @@ impl Framer {
     }
 
     pub fn with_limit(max: usize) -> Self {
-        Framer { buf: Vec::new(), max }
+        Framer {
+            buf: Vec::new(),
+            max,
+        }
     }
 
     /// Feeds bytes; returns every complete line (without the newline, with `\r` stripped).

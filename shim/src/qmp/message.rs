@@ -22,9 +22,18 @@ pub struct Greeting {
 pub enum Message {
     Greeting(Greeting),
     /// A reply; `id` is the raw id (None when QEMU could not parse our command).
-    Return { id: Option<Value>, value: Value },
-    Error { id: Option<Value>, error: QmpError },
-    Event { name: String, data: Value },
+    Return {
+        id: Option<Value>,
+        value: Value,
+    },
+    Error {
+        id: Option<Value>,
+        error: QmpError,
+    },
+    Event {
+        name: String,
+        data: Value,
+    },
 }
 
 fn malformed(reason: &str, line: &str) -> ProtocolError {
@@ -45,8 +54,8 @@ fn malformed(reason: &str, line: &str) -> ProtocolError {
 
 impl Message {
     pub fn parse(line: &str) -> Result<Message, ProtocolError> {
-        let value: Value =
-            serde_json::from_str(line).map_err(|e| malformed(&format!("invalid JSON ({e})"), line))?;
+        let value: Value = serde_json::from_str(line)
+            .map_err(|e| malformed(&format!("invalid JSON ({e})"), line))?;
         let Value::Object(obj) = value else {
             return Err(malformed("not a JSON object", line));
         };
@@ -60,7 +69,8 @@ impl Message {
                 .and_then(|v| v.get("qemu"))
                 .ok_or_else(|| malformed("greeting without QMP.version.qemu", line))?;
             let num = |k: &str| v.get(k).and_then(Value::as_u64);
-            let (Some(major), Some(minor), Some(micro)) = (num("major"), num("minor"), num("micro"))
+            let (Some(major), Some(minor), Some(micro)) =
+                (num("major"), num("minor"), num("micro"))
             else {
                 return Err(malformed("greeting version lacks major/minor/micro", line));
             };
@@ -74,7 +84,11 @@ impl Message {
             let capabilities = qmp
                 .get("capabilities")
                 .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(|c| c.as_str().map(String::from)).collect())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|c| c.as_str().map(String::from))
+                        .collect()
+                })
                 .unwrap_or_default();
             return Ok(Message::Greeting(Greeting {
                 version: (major, minor, micro),
@@ -111,10 +125,7 @@ impl Message {
                 },
             });
         }
-        Err(malformed(
-            "neither greeting, event, return nor error",
-            line,
-        ))
+        Err(malformed("neither greeting, event, return nor error", line))
     }
 }
 

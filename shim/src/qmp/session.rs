@@ -32,7 +32,10 @@ impl fmt::Display for SessionState {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// The greeting arrived; `transmit` is the `qmp_capabilities` line to send.
-    Greeting { greeting: Greeting, transmit: String },
+    Greeting {
+        greeting: Greeting,
+        transmit: String,
+    },
     /// Negotiation finished: commands may be sent.
     Ready,
     Reply {
@@ -40,9 +43,14 @@ pub enum Output {
         command: String,
         result: Result<Value, QmpError>,
     },
-    Event { name: String, data: Value },
+    Event {
+        name: String,
+        data: Value,
+    },
     /// A message that was dropped, and why (reply to an unknown id, error without id).
-    Dropped { reason: String },
+    Dropped {
+        reason: String,
+    },
 }
 
 /// The QMP client state machine for one monitor.
@@ -82,7 +90,12 @@ impl Session {
     }
 
     /// Encodes a command. Only a ready session sends commands.
-    pub fn command(&mut self, name: &str, args: Option<&Value>, id: u64) -> Result<String, ProtocolError> {
+    pub fn command(
+        &mut self,
+        name: &str,
+        args: Option<&Value>,
+        id: u64,
+    ) -> Result<String, ProtocolError> {
         if self.state != SessionState::Ready {
             return Err(ProtocolError::WrongState {
                 command: name.to_string(),
@@ -101,7 +114,8 @@ impl Session {
             (SessionState::AwaitingGreeting, Message::Greeting(g)) => {
                 self.state = SessionState::Negotiating;
                 self.greeting = Some(g.clone());
-                self.in_flight.insert(NEGOTIATION_ID, "qmp_capabilities".into());
+                self.in_flight
+                    .insert(NEGOTIATION_ID, "qmp_capabilities".into());
                 Ok(Output::Greeting {
                     greeting: g,
                     transmit: encode_command("qmp_capabilities", None, NEGOTIATION_ID),
@@ -138,7 +152,11 @@ impl Session {
             return Output::Dropped { reason: what };
         };
         match decode_id(&raw).and_then(|n| self.in_flight.remove(&n).map(|c| (n, c))) {
-            Some((id, command)) => Output::Reply { id, command, result },
+            Some((id, command)) => Output::Reply {
+                id,
+                command,
+                result,
+            },
             None => Output::Dropped {
                 reason: format!("reply to unknown id {raw}"),
             },

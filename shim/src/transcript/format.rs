@@ -18,7 +18,11 @@ pub enum TranscriptError {
         source: std::io::Error,
     },
     #[error("{file}:{line}: {what}")]
-    Corrupt { file: String, line: usize, what: String },
+    Corrupt {
+        file: String,
+        line: usize,
+        what: String,
+    },
 }
 
 /// The first line of a transcript.
@@ -87,11 +91,19 @@ pub enum Record {
     /// A command the driver wrote to monitor `mon`.
     Send { t: u64, mon: MonitorTag, msg: Value },
     /// The monitor closed.
-    Closed { t: u64, mon: MonitorTag, reason: String },
+    Closed {
+        t: u64,
+        mon: MonitorTag,
+        reason: String,
+    },
     /// An API call from the user, at the point the driver took it.
     Api { t: u64, api: ApiRecord },
     /// What the API call returned: "ok", or the libvirt error code name and message.
-    ApiReturn { t: u64, call: String, result: String },
+    ApiReturn {
+        t: u64,
+        call: String,
+        result: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -142,13 +154,20 @@ impl Transcript {
             line,
             what,
         };
-        let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
+        let mut lines = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty());
         let Some((hl, first)) = lines.next() else {
             return Err(corrupt(1, "empty transcript: no header line".into()));
         };
-        let raw: Value = serde_json::from_str(first).map_err(|e| corrupt(hl + 1, format!("header is not JSON: {e}")))?;
+        let raw: Value = serde_json::from_str(first)
+            .map_err(|e| corrupt(hl + 1, format!("header is not JSON: {e}")))?;
         if raw.get("format").and_then(Value::as_str) != Some(MAGIC) {
-            return Err(corrupt(hl + 1, format!("header lacks \"format\": \"{MAGIC}\"")));
+            return Err(corrupt(
+                hl + 1,
+                format!("header lacks \"format\": \"{MAGIC}\""),
+            ));
         }
         let version = raw.get("version").and_then(Value::as_u64).unwrap_or(0);
         if version != u64::from(FORMAT_VERSION) {
@@ -157,11 +176,12 @@ impl Transcript {
                 format!("unsupported transcript version {version} (this build reads version {FORMAT_VERSION})"),
             ));
         }
-        let header: Header =
-            serde_json::from_value(raw).map_err(|e| corrupt(hl + 1, format!("invalid header: {e}")))?;
+        let header: Header = serde_json::from_value(raw)
+            .map_err(|e| corrupt(hl + 1, format!("invalid header: {e}")))?;
         let mut records = Vec::new();
         for (i, l) in lines {
-            let rec: Record = serde_json::from_str(l).map_err(|e| corrupt(i + 1, format!("invalid record: {e}")))?;
+            let rec: Record = serde_json::from_str(l)
+                .map_err(|e| corrupt(i + 1, format!("invalid record: {e}")))?;
             if let Record::Api { api, .. } = &rec {
                 if api.to_call().is_none() {
                     return Err(corrupt(i + 1, format!("unknown API call '{}'", api.call)));

@@ -92,7 +92,11 @@ impl ReplayTransport {
     fn describe_recv(&self, side: Side, msg: &Value) -> Option<String> {
         let tag = side.tag();
         if let Some(q) = msg.get("QMP") {
-            let v = q.get("version").and_then(|v| v.get("qemu")).cloned().unwrap_or(Value::Null);
+            let v = q
+                .get("version")
+                .and_then(|v| v.get("qemu"))
+                .cloned()
+                .unwrap_or(Value::Null);
             return Some(format!(
                 "{tag} <- greeting QEMU {}.{}.{}",
                 v.get("major").unwrap_or(&Value::Null),
@@ -148,7 +152,11 @@ impl Transport for ReplayTransport {
                     let side = Side::from(mon);
                     let expected = command_text(side, &msg);
                     let Some((gs, got)) = self.sent.pop_front() else {
-                        return Err(self.diverge(line, expected, "nothing: the shim sent no command here".into()));
+                        return Err(self.diverge(
+                            line,
+                            expected,
+                            "nothing: the shim sent no command here".into(),
+                        ));
                     };
                     if gs != side || strip_id(&got) != strip_id(&msg) {
                         return Err(self.diverge(line, expected, command_text(gs, &got)));
@@ -167,7 +175,11 @@ impl Transport for ReplayTransport {
                         ));
                     }
                     if let Some((call, result)) = self.returns.pop_front() {
-                        return Err(self.diverge(line, "no API return here".into(), format!("api {call} -> {result}")));
+                        return Err(self.diverge(
+                            line,
+                            "no API return here".into(),
+                            format!("api {call} -> {result}"),
+                        ));
                     }
                     let mut msg = msg;
                     if let Some(rid) = msg.get("id").cloned() {
@@ -190,12 +202,17 @@ impl Transport for ReplayTransport {
                 }
                 Record::Api { api, .. } => {
                     let Some(call) = api.to_call() else {
-                        return Err(self.diverge(line, "a known API call".into(), api.call.clone()));
+                        return Err(self.diverge(
+                            line,
+                            "a known API call".into(),
+                            api.call.clone(),
+                        ));
                     };
                     if call == ApiCall::GetJobStats {
                         self.poll_pending = true;
                     } else {
-                        self.trace.push(format!("api {} flags=0x{:x}", api.call, api.flags));
+                        self.trace
+                            .push(format!("api {} flags=0x{:x}", api.call, api.flags));
                     }
                     return Ok(Incoming::Api(call));
                 }
@@ -214,8 +231,11 @@ impl Transport for ReplayTransport {
     }
 
     fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError> {
-        let msg: Value = serde_json::from_str(line).map_err(|e| EngineError::Io(format!("shim sent invalid JSON: {e}")))?;
-        let is_poll = self.poll_pending && side == Side::Src && msg.get("execute").and_then(Value::as_str) == Some("query-migrate");
+        let msg: Value = serde_json::from_str(line)
+            .map_err(|e| EngineError::Io(format!("shim sent invalid JSON: {e}")))?;
+        let is_poll = self.poll_pending
+            && side == Side::Src
+            && msg.get("execute").and_then(Value::as_str) == Some("query-migrate");
         if is_poll {
             self.poll_pending = false;
             if let Some(id) = msg.get("id").and_then(Value::as_str) {
@@ -228,21 +248,30 @@ impl Transport for ReplayTransport {
         Ok(())
     }
 
-    fn api_return(&mut self, call: &ApiCall, result: &Result<ApiValue, VirError>) -> Result<(), EngineError> {
+    fn api_return(
+        &mut self,
+        call: &ApiCall,
+        result: &Result<ApiValue, VirError>,
+    ) -> Result<(), EngineError> {
         let text = api_result_text(result);
         if *call != ApiCall::GetJobStats {
-            self.trace.push(format!("api {} returned {text}", call.name()));
+            self.trace
+                .push(format!("api {} returned {text}", call.name()));
         }
         self.returns.push_back((call.name().to_string(), text));
         Ok(())
     }
 
     fn stop_qemu(&mut self, side: Side) {
-        self.trace.push(format!("{} qemu stopped (libvirt's qemuProcessStop)", side.tag()));
+        self.trace.push(format!(
+            "{} qemu stopped (libvirt's qemuProcessStop)",
+            side.tag()
+        ));
     }
 
     fn domain_event(&mut self, side: Side, event: &DomainEvent) {
-        self.trace.push(format!("{} event {}", side.tag(), event.describe()));
+        self.trace
+            .push(format!("{} event {}", side.tag(), event.describe()));
     }
 
     fn warn(&mut self, message: &str) {
