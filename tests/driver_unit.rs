@@ -59,6 +59,7 @@ fn req(flags: u32) -> MigrateRequest {
         uri: "tcp:127.0.0.1:4444".into(),
         bandwidth_mib: Some(32),
         postcopy_bandwidth_mib: None,
+        connect_uri: None,
     }
 }
 

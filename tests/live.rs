@@ -65,6 +65,7 @@ fn after_precopy_migrates_a_real_guest() {
         uri: format!("tcp:127.0.0.1:{}", free_port()),
         bandwidth_mib: Some(24),
         postcopy_bandwidth_mib: None,
+        connect_uri: None,
     };
     let stopped = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s2 = stopped.clone();

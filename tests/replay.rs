@@ -168,17 +168,64 @@ fn a_truncated_transcript_says_where_the_driver_waits() {
 }
 
 #[test]
-fn malformed_qmp_in_a_transcript_is_a_protocol_error() {
+fn malformed_qmp_from_a_peer_is_dropped_with_a_warning_and_changes_nothing() {
     let (file, text) = load_text("qemu-10.0/precopy-converges.jsonl");
     let mut lines: Vec<String> = text.lines().map(String::from).collect();
     let pos = lines
         .iter()
-        .position(|l| l.contains("\"event\":\"MIGRATION\""))
+        .position(|l| l.contains("\"event\":\"MIGRATION\"") && l.contains("\"mon\":\"src\""))
         .expect("event");
-    lines[pos] = lines[pos].replace("\"event\":\"MIGRATION\"", "\"evnt\":\"MIGRATION\"");
+    // Garbage, an unknown-status event and an error without id, before the first source MIGRATION event.
+    let garbage = r#"{"kind":"recv","t":0,"mon":"src","msg":"{not json"}"#;
+    let unknown =
+        r#"{"kind":"recv","t":0,"mon":"src","msg":{"event":"MIGRATION","data":{"status":"colo"}}}"#;
+    let no_id = r#"{"kind":"recv","t":0,"mon":"src","msg":{"error":{"class":"GenericError","desc":"JSON parse error"}}}"#;
+    lines.insert(pos, no_id.to_string());
+    lines.insert(pos, unknown.to_string());
+    lines.insert(pos, garbage.to_string());
     let t = Transcript::parse(&file, &lines.join("\n")).expect("valid transcript");
+    let (trace, r) = replay(t);
+    let rep = r.expect("the migration still completes");
+    assert!(rep.result.is_ok());
+    assert!(
+        trace
+            .iter()
+            .any(|l| l.contains("dropped: malformed QMP message")),
+        "{trace:?}"
+    );
+    assert!(
+        trace
+            .iter()
+            .any(|l| l.contains("unknown migration status 'colo'")),
+        "{trace:?}"
+    );
+    assert!(
+        trace.iter().any(|l| l.contains("error reply without id")),
+        "{trace:?}"
+    );
+}
+
+#[test]
+fn a_missing_greeting_is_fatal_and_named() {
+    let (file, text) = load_text("qemu-10.0/precopy-converges.jsonl");
+    // The destination's first message is an event, not the greeting.
+    let lines: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.contains("\"QMP\"") && l.contains("\"mon\":\"dst\"") {
+                r#"{"kind":"recv","t":0,"mon":"dst","msg":{"event":"STOP"}}"#.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect();
+    let t = Transcript::parse(&file, &lines.join("\n")).expect("valid");
     let (_, r) = replay(t);
-    let Err(e) = r else { panic!("must fail") };
-    assert!(e.to_string().contains("malformed QMP message"), "{e}");
+    let e = r.expect_err("no greeting");
+    assert!(
+        e.to_string()
+            .contains("dst monitor: expected the QMP greeting"),
+        "{e}"
+    );
     let _ = Path::new(&file);
 }

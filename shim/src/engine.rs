@@ -140,9 +140,16 @@ pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report,
             }
             Incoming::Line { side, line } => {
                 let s = &mut sessions[idx(side)];
-                let out = s
-                    .receive(&line)
-                    .map_err(|source| EngineError::Protocol { side, source })?;
+                let out = match s.receive(&line) {
+                    Ok(out) => out,
+                    // Garbage on an established session is dropped and reported; the driver's
+                    // state stays what QEMU's well-formed messages made it.
+                    Err(e) if s.state() == SessionState::Ready => {
+                        transport.warn(&format!("{}: dropped: {e}", side.tag()));
+                        continue;
+                    }
+                    Err(source) => return Err(EngineError::Protocol { side, source }),
+                };
                 match out {
                     Output::Greeting { greeting, transmit } => {
                         versions[idx(side)] = greeting.version;

@@ -4,7 +4,6 @@
 
 use std::path::{Path, PathBuf};
 
-use postcopy_shim::driver::MigrateRequest;
 use postcopy_shim::engine::{self, EngineError, Report};
 use postcopy_shim::transcript::{ReplayTransport, Transcript};
 
@@ -16,18 +15,9 @@ pub fn fixtures() -> PathBuf {
     root().join("qemu-fixtures")
 }
 
-pub fn request_of(t: &Transcript) -> MigrateRequest {
-    MigrateRequest {
-        flags: t.header.flags,
-        uri: t.header.uri.clone(),
-        bandwidth_mib: t.header.bandwidth,
-        postcopy_bandwidth_mib: t.header.postcopy_bandwidth,
-    }
-}
-
 /// Replays a transcript; returns the trace and the report or the error.
 pub fn replay(t: Transcript) -> (Vec<String>, Result<Report, EngineError>) {
-    let req = request_of(&t);
+    let req = t.request();
     let mut rt = ReplayTransport::new(t);
     let r = engine::run(req, &mut rt);
     (rt.trace, r)

@@ -50,7 +50,28 @@ pub struct MigrateRequest {
     pub bandwidth_mib: Option<u64>,
     /// VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY, MiB/s.
     pub postcopy_bandwidth_mib: Option<u64>,
+    /// Where the source connects, when it differs from `uri` (a relay between the two QEMUs).
+    pub connect_uri: Option<String>,
 }
+
+impl MigrateRequest {
+    pub fn new(flags: u32, uri: impl Into<String>) -> Self {
+        MigrateRequest {
+            flags,
+            uri: uri.into(),
+            bandwidth_mib: None,
+            postcopy_bandwidth_mib: None,
+            connect_uri: None,
+        }
+    }
+
+    fn source_uri(&self) -> &str {
+        self.connect_uri.as_deref().unwrap_or(&self.uri)
+    }
+}
+
+/// The name the shim gives the domain in libvirt's messages ("domain '%s' ...").
+pub const DOMAIN_NAME: &str = "guest";
 
 /// A libvirt domain event, as a callback would receive it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +197,11 @@ pub enum Phase {
     Prepare,
     Finish3,
     PostcopyFailed,
+    BeginResume,
+    PerformResume,
+    ConfirmResume,
+    PrepareResume,
+    FinishResume,
 }
 
 impl Phase {
@@ -190,6 +216,11 @@ impl Phase {
             Phase::Prepare => "prepare",
             Phase::Finish3 => "finish3",
             Phase::PostcopyFailed => "postcopy_failed",
+            Phase::BeginResume => "begin_resume",
+            Phase::PerformResume => "perform_resume",
+            Phase::ConfirmResume => "confirm_resume",
+            Phase::PrepareResume => "prepare_resume",
+            Phase::FinishResume => "finish_resume",
         }
     }
 }
@@ -239,6 +270,8 @@ enum Step {
     QueryCaps(Side),
     EnableEvents(Side),
     QueryStatus(Side),
+    /// POSTCOPY_RESUME: `query-migrate` must report postcopy-paused.
+    ResumeQuery(Side),
     Begin,
     DstQueryParams,
     DstSetCaps,
@@ -248,6 +281,10 @@ enum Step {
     SrcSetCaps,
     SrcSetParams,
     SrcMigrate,
+    DstRecover,
+    SrcResumeParams,
+    SrcResume,
+    SrcWaitRecovered,
     SrcWait,
     SrcContinue,
     SrcQueryStats,
@@ -296,6 +333,9 @@ pub struct Migration {
     abort_requested: bool,
     dst_version: (u64, u64, u64),
     continue_sent: bool,
+    resume: bool,
+    /// libvirt's priv->migrationRecoverSetup: QEMU (9.1+) reported postcopy-recover-setup.
+    recover_setup_seen: bool,
 }
 
 fn qemu_cmd_error(command: &str, e: &QmpError) -> VirError {
@@ -406,9 +446,18 @@ pub fn abort_without_job(flags: u32, domain_active: bool) -> VirError {
 
 impl Migration {
     /// `versions`: the QEMU versions of the source and the destination, from their greetings.
+    /// With VIR_MIGRATE_POSTCOPY_RESUME in the flags, the migration recovers a failed post-copy.
     pub fn new(req: MigrateRequest, versions: [(u64, u64, u64); 2]) -> Self {
         let mut dst = DomainView::new();
         dst.state = DomainState::new(state::PAUSED, state::PAUSED_UNKNOWN);
+        let resume = req.flags & VIR_MIGRATE_POSTCOPY_RESUME != 0;
+        let mut m = Migration::fresh(req, versions, dst);
+        m.resume = resume;
+        m.entered_postcopy = resume;
+        m
+    }
+
+    fn fresh(req: MigrateRequest, versions: [(u64, u64, u64); 2], dst: DomainView) -> Self {
         Migration {
             flags: req.flags,
             req,
@@ -427,6 +476,8 @@ impl Migration {
             abort_requested: false,
             dst_version: versions[1],
             continue_sent: false,
+            resume: false,
+            recover_setup_seen: false,
         }
     }
 
@@ -569,6 +620,7 @@ impl Migration {
                     out,
                 ),
                 Step::QueryStatus(side) => self.main_cmd(side, "query-status", None, out),
+                Step::ResumeQuery(side) => self.main_cmd(side, "query-migrate", None, out),
                 Step::Begin => self.begin(out),
                 Step::DstQueryParams => {
                     self.main_cmd(Side::Dst, "query-migrate-parameters", None, out)
@@ -638,9 +690,54 @@ impl Migration {
                 Step::SrcMigrate => self.main_cmd(
                     Side::Src,
                     "migrate",
-                    Some(json!({"uri": self.req.uri, "detach": true, "resume": false})),
+                    Some(json!({"uri": self.req.source_uri(), "detach": true, "resume": false})),
                     out,
                 ),
+                Step::DstRecover => {
+                    self.dst.phase = Phase::PrepareResume;
+                    self.main_cmd(
+                        Side::Dst,
+                        "migrate-recover",
+                        Some(json!({"uri": self.req.uri})),
+                        out,
+                    )
+                }
+                Step::SrcResumeParams => {
+                    self.src.phase = Phase::PerformResume;
+                    // Capabilities may not change once a migration started: only the post-copy
+                    // bandwidth is re-applied (applyOnPostcopyResume).
+                    match self.req.postcopy_bandwidth_mib {
+                        Some(bw) => self.main_cmd(
+                            Side::Src,
+                            "migrate-set-parameters",
+                            Some(json!({"max-postcopy-bandwidth": bw.saturating_mul(params::MIB)})),
+                            out,
+                        ),
+                        None => self.step = Step::SrcResume,
+                    }
+                }
+                Step::SrcResume => self.main_cmd(
+                    Side::Src,
+                    "migrate",
+                    Some(json!({"uri": self.req.source_uri(), "detach": true, "resume": true})),
+                    out,
+                ),
+                Step::SrcWaitRecovered => {
+                    if !self.recover_setup_seen {
+                        out.push(Action::Warn("QEMU is too old, we may report a failure in post-copy phase even though the migration may be running just fine".into()));
+                        self.to_finish_resume();
+                    } else {
+                        match self.src.status {
+                            Some(MigStatus::PostcopyActive | MigStatus::Completed) => {
+                                self.to_finish_resume()
+                            }
+                            Some(MigStatus::PostcopyPaused | MigStatus::Failed) => {
+                                self.postcopy_failed(out)
+                            }
+                            _ => {}
+                        }
+                    }
+                }
                 Step::SrcWait => self.src_wait(out),
                 Step::SrcContinue => self.main_cmd(
                     Side::Src,
@@ -738,6 +835,9 @@ impl Migration {
                 out,
             );
         }
+        if self.resume {
+            return self.begin_resume(out);
+        }
         self.src.job = AsyncJob::MigrationOut;
         self.src.phase = Phase::Begin3;
         // libvirt adds VIR_MIGRATE_PAUSED after Begin when the domain is paused (B.3).
@@ -754,6 +854,50 @@ impl Migration {
         self.dst.job = AsyncJob::MigrationIn;
         self.dst.phase = Phase::Prepare;
         self.step = Step::DstQueryParams;
+    }
+
+    /// qemuMigrationAnyCanResume on both sides, then the QEMU check of Begin and Prepare. The shim
+    /// keeps no job between calls: QEMU's migration status stands for libvirt's job and phase.
+    fn begin_resume(&mut self, out: &mut Vec<Action>) {
+        for side in [Side::Src, Side::Dst] {
+            let (not_migrating, status) = match side {
+                Side::Src => (
+                    format!("domain '{DOMAIN_NAME}' is not being migrated"),
+                    self.src.status,
+                ),
+                Side::Dst => (
+                    format!("domain '{DOMAIN_NAME}' is not processing incoming migration"),
+                    self.dst.status,
+                ),
+            };
+            let detail = match status {
+                Some(MigStatus::PostcopyPaused) => continue,
+                None | Some(MigStatus::Completed | MigStatus::Failed | MigStatus::Cancelled) => {
+                    not_migrating
+                }
+                Some(MigStatus::PostcopyActive) => {
+                    format!("post-copy migration of domain {DOMAIN_NAME} has not failed")
+                }
+                Some(MigStatus::PostcopyRecover | MigStatus::PostcopyRecoverSetup) => {
+                    format!("resuming failed post-copy migration of domain {DOMAIN_NAME} already in progress")
+                }
+                Some(_) => format!("migration of domain {DOMAIN_NAME} is not in post-copy phase"),
+            };
+            return self.finish_early(VirError::new(code::OPERATION_INVALID, detail), out);
+        }
+        self.src.job = AsyncJob::MigrationOut;
+        self.dst.job = AsyncJob::MigrationIn;
+        self.src.phase = Phase::BeginResume;
+        self.src.async_paused = true;
+        self.dst.async_paused = true;
+        self.set_state(Side::Src, state::PAUSED, state::PAUSED_POSTCOPY_FAILED);
+        self.set_state(Side::Dst, state::RUNNING, state::RUNNING_POSTCOPY_FAILED);
+        self.step = Step::DstRecover;
+    }
+
+    fn to_finish_resume(&mut self) {
+        self.dst.phase = Phase::FinishResume;
+        self.step = Step::DstWaitCompleted;
     }
 
     fn finish_early(&mut self, e: VirError, out: &mut Vec<Action>) {
@@ -916,6 +1060,10 @@ impl Migration {
             | Step::DstResetCaps
             | Step::FailResetCaps => "migrate-set-capabilities",
             Step::QueryStatus(_) => "query-status",
+            Step::ResumeQuery(_) => "query-migrate",
+            Step::DstRecover => "migrate-recover",
+            Step::SrcResumeParams => "migrate-set-parameters",
+            Step::SrcResume => "migrate",
             Step::DstQueryParams | Step::SrcQueryParams => "query-migrate-parameters",
             Step::DstSetParams
             | Step::SrcSetParams
@@ -973,7 +1121,13 @@ impl Migration {
                 Ok(mut caps) => {
                     caps.retain(|c| c != "events");
                     self.view_mut(side).caps = caps;
-                    self.step = Step::EnableEvents(side);
+                    // A paused post-copy migration is still a migration: QEMU refuses capability
+                    // changes, and `events` is on since the migration started.
+                    self.step = if self.resume {
+                        Step::QueryStatus(side)
+                    } else {
+                        Step::EnableEvents(side)
+                    };
                 }
                 Err(e) => self.finish_early(VirError::new(code::INTERNAL_ERROR, e), out),
             },
@@ -985,6 +1139,7 @@ impl Migration {
                     .and_then(Value::as_bool)
                     .unwrap_or(false);
                 match side {
+                    _ if self.resume => self.step = Step::ResumeQuery(side),
                     Side::Src => {
                         if !running {
                             self.set_state(Side::Src, state::PAUSED, state::PAUSED_USER);
@@ -1005,6 +1160,20 @@ impl Migration {
                     }
                 }
             }
+            Step::ResumeQuery(side) => {
+                let st = value
+                    .get("status")
+                    .and_then(Value::as_str)
+                    .and_then(MigStatus::parse);
+                self.view_mut(side).status = st;
+                self.step = match side {
+                    Side::Src => Step::QueryCaps(Side::Dst),
+                    Side::Dst => Step::Begin,
+                };
+            }
+            Step::DstRecover => self.step = Step::SrcResumeParams,
+            Step::SrcResumeParams => self.step = Step::SrcResume,
+            Step::SrcResume => self.step = Step::SrcWaitRecovered,
             Step::DstQueryParams => {
                 self.dst.orig_params = Some(params::original_params(&value));
                 self.step = Step::DstSetCaps;
@@ -1046,7 +1215,12 @@ impl Migration {
             Step::DstResetParams => {
                 self.dst.job = AsyncJob::None;
                 self.dst.phase = Phase::None;
-                self.src.phase = Phase::Confirm3;
+                self.dst.async_paused = false;
+                self.src.phase = if self.resume {
+                    Phase::ConfirmResume
+                } else {
+                    Phase::Confirm3
+                };
                 self.step = Step::SrcWaitCompleted;
             }
             Step::SrcQueryFinal => {
@@ -1127,6 +1301,18 @@ impl Migration {
                         }
                     }
                     (Side::Dst, MigStatus::PostcopyActive) => self.entered_postcopy = true,
+                    (Side::Src, MigStatus::PostcopyRecoverSetup) => self.recover_setup_seen = true,
+                    // Recovery started: the failed job is no longer paused (qemuProcessHandleMigrationStatus).
+                    (Side::Src, MigStatus::PostcopyRecover) if self.src.async_paused => {
+                        self.src.async_paused = false;
+                        self.set_state(Side::Src, state::PAUSED, state::PAUSED_POSTCOPY);
+                        self.emit(Side::Src, event::SUSPENDED, event::SUSPENDED_POSTCOPY, out);
+                    }
+                    (Side::Dst, MigStatus::PostcopyRecover) if self.dst.async_paused => {
+                        self.dst.async_paused = false;
+                        self.set_state(Side::Dst, state::RUNNING, state::RUNNING_POSTCOPY);
+                        self.emit(Side::Dst, event::RESUMED, event::RESUMED_POSTCOPY, out);
+                    }
                     // No thread watches after Perform: handle the failure in the event itself.
                     (_, MigStatus::PostcopyPaused)
                         if self.step >= Step::SrcQueryStats || self.entered_postcopy =>

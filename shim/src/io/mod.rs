@@ -7,6 +7,7 @@
 mod live;
 pub mod qemu;
 mod recorder;
+pub mod relay;
 pub mod run;
 
 pub use live::{Controller, LiveTransport, Monitor, TransportStats};

@@ -112,6 +112,7 @@ pub fn header(req: &MigrateRequest, spec: &RecordSpec) -> Header {
         uri: req.uri.clone(),
         bandwidth: req.bandwidth_mib,
         postcopy_bandwidth: req.postcopy_bandwidth_mib,
+        connect_uri: req.connect_uri.clone(),
         description: spec.description.clone(),
     }
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::driver::{ApiCall, Side};
+use crate::driver::{ApiCall, MigrateRequest, Side};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const MAGIC: &str = "libvirt-postcopy-qmp-transcript";
@@ -42,6 +42,9 @@ pub struct Header {
     pub bandwidth: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub postcopy_bandwidth: Option<u64>,
+    /// Where the source connected, when it differs from `uri` (a relay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -199,6 +202,17 @@ impl Transcript {
             header,
             records,
         })
+    }
+
+    /// The migration request the transcript was recorded with.
+    pub fn request(&self) -> MigrateRequest {
+        MigrateRequest {
+            flags: self.header.flags,
+            uri: self.header.uri.clone(),
+            bandwidth_mib: self.header.bandwidth,
+            postcopy_bandwidth_mib: self.header.postcopy_bandwidth,
+            connect_uri: self.header.connect_uri.clone(),
+        }
     }
 
     /// One line of JSON per record, the header first.

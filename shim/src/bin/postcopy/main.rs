@@ -154,7 +154,7 @@ fn replay(file: &Path, trace: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let req = request_of(&t);
+    let req = t.request();
     let mut rt = ReplayTransport::new(t);
     let r = engine::run(req, &mut rt);
     if trace {
@@ -182,16 +182,6 @@ fn replay(file: &Path, trace: bool) -> ExitCode {
             eprintln!("{e}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// The migration request a transcript was recorded with.
-pub fn request_of(t: &Transcript) -> MigrateRequest {
-    MigrateRequest {
-        flags: t.header.flags,
-        uri: t.header.uri.clone(),
-        bandwidth_mib: t.header.bandwidth,
-        postcopy_bandwidth_mib: t.header.postcopy_bandwidth,
     }
 }
 
@@ -301,6 +291,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         uri,
         bandwidth_mib: bandwidth,
         postcopy_bandwidth_mib: a.postcopy_bandwidth,
+        connect_uri: None,
     };
     let spec = a.record.as_ref().map(|p| RecordSpec {
         path: p.clone(),
