@@ -5,8 +5,10 @@
 //! Data flows one way: API call -> [`driver`] (decides) -> [`qmp`] (encodes) -> [`io`] (sends);
 //! replies and events come back io -> qmp -> driver.
 
+pub mod api;
 pub mod driver;
 pub mod engine;
+pub mod ffi;
 pub mod io;
 pub mod qmp;
 pub mod transcript;
