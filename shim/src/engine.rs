@@ -22,6 +22,8 @@ pub enum Incoming {
         side: Side,
         reason: String,
     },
+    /// A remark of the harness (a cut link, a killed QEMU): recorded, changes nothing.
+    Note(String),
     /// No more input will come (replay: the transcript ended).
     End,
 }
@@ -112,6 +114,7 @@ pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report,
         let mut actions = Vec::new();
         match incoming {
             Incoming::End => break,
+            Incoming::Note(_) => {}
             Incoming::Api(call) => match (&mut driver, &done) {
                 (Some(d), None) => actions = d.handle(Input::Api(call)),
                 _ => {

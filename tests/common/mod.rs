@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use postcopy_shim::engine::{self, EngineError, Report};
+use postcopy_shim::engine::{EngineError, Report};
 use postcopy_shim::transcript::{ReplayTransport, Transcript};
 
 pub fn root() -> PathBuf {
@@ -15,11 +15,14 @@ pub fn fixtures() -> PathBuf {
     root().join("qemu-fixtures")
 }
 
-/// Replays a transcript; returns the trace and the report or the error.
-pub fn replay(t: Transcript) -> (Vec<String>, Result<Report, EngineError>) {
-    let req = t.request();
+/// Replays every migrate call of a transcript; returns the trace and the reports, or the first error.
+pub fn replay(t: Transcript) -> (Vec<String>, Result<Vec<Report>, EngineError>) {
     let mut rt = ReplayTransport::new(t);
-    let r = engine::run(req, &mut rt);
+    let (reports, err) = rt.replay_all();
+    let r = match err {
+        Some(e) => Err(e),
+        None => Ok(reports),
+    };
     (rt.trace, r)
 }
 
@@ -43,23 +46,25 @@ pub fn snapshot_text(path: &Path) -> String {
     }
     s.push_str("---\n");
     match r {
-        Ok(rep) => {
-            match rep.result {
-                Ok(o) => {
-                    s.push_str(&format!(
-                        "result: completed, postcopy={}, switch_requested={:?}, memory_iteration={:?}, postcopy_requests>0={}\n",
-                        o.postcopy,
-                        o.switch,
-                        o.stats.get("memory_iteration"),
-                        o.stats.get("memory_postcopy_requests").unwrap_or(0) > 0
-                    ));
+        Ok(reports) => {
+            for rep in reports {
+                match rep.result {
+                    Ok(o) => {
+                        s.push_str(&format!(
+                            "result: completed, postcopy={}, switch_requested={:?}, memory_iteration={:?}, postcopy_requests>0={}\n",
+                            o.postcopy,
+                            o.switch,
+                            o.stats.get("memory_iteration"),
+                            o.stats.get("memory_postcopy_requests").unwrap_or(0) > 0
+                        ));
+                    }
+                    Err(e) => s.push_str(&format!("result: {}: {}\n", e.code_name(), e.message())),
                 }
-                Err(e) => s.push_str(&format!("result: {}: {}\n", e.code_name(), e.message())),
+                s.push_str(&format!(
+                    "source: {}\ndestination: {}\n",
+                    rep.src_state, rep.dst_state
+                ));
             }
-            s.push_str(&format!(
-                "source: {}\ndestination: {}\n",
-                rep.src_state, rep.dst_state
-            ));
         }
         Err(e) => s.push_str(&format!("replay error: {e}\n")),
     }

@@ -725,11 +725,11 @@ impl Migration {
                 Step::SrcWaitRecovered => {
                     if !self.recover_setup_seen {
                         out.push(Action::Warn("QEMU is too old, we may report a failure in post-copy phase even though the migration may be running just fine".into()));
-                        self.to_finish_resume();
+                        self.enter_finish_resume();
                     } else {
                         match self.src.status {
                             Some(MigStatus::PostcopyActive | MigStatus::Completed) => {
-                                self.to_finish_resume()
+                                self.enter_finish_resume()
                             }
                             Some(MigStatus::PostcopyPaused | MigStatus::Failed) => {
                                 self.postcopy_failed(out)
@@ -781,10 +781,14 @@ impl Migration {
                     let caps = params::cleared_caps(&self.dst.caps);
                     self.main_cmd(Side::Dst, "migrate-set-capabilities", Some(caps), out);
                 }
-                Step::DstResetParams => {
-                    let orig = self.dst.orig_params.clone().unwrap_or_else(|| json!({}));
-                    self.main_cmd(Side::Dst, "migrate-set-parameters", Some(orig), out);
-                }
+                Step::DstResetParams => match self.dst.orig_params.clone() {
+                    // A recovery never read the originals (the shim keeps no job between calls);
+                    // libvirt sends nothing for an empty parameter set.
+                    None => self.on_main_reply(Step::DstResetParams, Ok(json!({})), out),
+                    Some(orig) => {
+                        self.main_cmd(Side::Dst, "migrate-set-parameters", Some(orig), out)
+                    }
+                },
                 Step::SrcWaitCompleted => match self.src.status {
                     Some(MigStatus::Completed) => self.step = Step::SrcQueryFinal,
                     Some(MigStatus::PostcopyPaused) => self.postcopy_failed(out),
@@ -895,7 +899,7 @@ impl Migration {
         self.step = Step::DstRecover;
     }
 
-    fn to_finish_resume(&mut self) {
+    fn enter_finish_resume(&mut self) {
         self.dst.phase = Phase::FinishResume;
         self.step = Step::DstWaitCompleted;
     }
@@ -1295,7 +1299,9 @@ impl Migration {
                 match (side, st) {
                     (Side::Src, MigStatus::PostcopyActive) => {
                         self.entered_postcopy = true;
-                        if self.src.state.state == state::PAUSED {
+                        if self.src.state
+                            == DomainState::new(state::PAUSED, state::PAUSED_MIGRATION)
+                        {
                             self.set_state(Side::Src, state::PAUSED, state::PAUSED_POSTCOPY);
                             self.emit(Side::Src, event::SUSPENDED, event::SUSPENDED_POSTCOPY, out);
                         }

@@ -2,6 +2,7 @@
 
 pub mod migration;
 pub mod params;
+pub mod recovery;
 pub mod stats;
 pub mod vocab;
 
@@ -10,5 +11,6 @@ pub use migration::{
     ApiCall, ApiValue, AsyncJob, DomainEvent, DomainView, Input, MigrateRequest, Migration,
     Outcome, Phase, Side, SwitchedBy,
 };
+pub use recovery::RecoveryPolicy;
 pub use stats::{JobStats, MigStatus};
 pub use vocab::{DomainState, VirError};

@@ -61,6 +61,7 @@ enum LoopMsg {
     Line(Side, String),
     Eof(Side, String),
     Api(ApiCall, Sender<Result<ApiValue, VirError>>),
+    Note(String),
 }
 
 /// A handle another thread uses to call the API while `migrate` blocks.
@@ -81,6 +82,11 @@ impl Controller {
         let (tx, rx) = channel();
         self.tx.send(LoopMsg::Api(call, tx)).ok()?;
         rx.recv().ok()
+    }
+
+    /// Puts a remark of the harness into the loop's input (and so into a recording).
+    pub fn note(&self, text: impl Into<String>) {
+        let _ = self.tx.send(LoopMsg::Note(text.into()));
     }
 }
 
@@ -225,6 +231,7 @@ impl Transport for LiveTransport {
                 Incoming::Line { side, line }
             }
             LoopMsg::Eof(side, reason) => Incoming::Closed { side, reason },
+            LoopMsg::Note(text) => Incoming::Note(text),
             LoopMsg::Api(call, reply) => {
                 self.waiting.push((call.clone(), reply));
                 Incoming::Api(call)

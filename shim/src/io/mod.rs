@@ -9,6 +9,7 @@ pub mod qemu;
 mod recorder;
 pub mod relay;
 pub mod run;
+pub mod scenario;
 
 pub use live::{Controller, LiveTransport, Monitor, TransportStats};
 pub use recorder::Recorder;

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::driver::{ApiCall, ApiValue, DomainEvent, Side, VirError};
+use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
 use crate::engine::{api_result_text, EngineError, Incoming, Transport};
 use crate::transcript::{ApiRecord, Header, Record, Transcript};
 
@@ -17,14 +17,33 @@ pub struct Recorder<T: Transport> {
 }
 
 impl<T: Transport> Recorder<T> {
-    pub fn new(inner: T, file: File, header: &Header) -> std::io::Result<Self> {
+    pub fn new(inner: T, file: File, header: &Header, start: Instant) -> std::io::Result<Self> {
         let mut out = BufWriter::new(file);
         writeln!(out, "{}", Transcript::header_line(header))?;
-        Ok(Recorder {
+        Ok(Recorder { inner, out, start })
+    }
+
+    /// Continues a transcript with a further migrate call (opened for appending).
+    pub fn append(
+        inner: T,
+        file: File,
+        req: &MigrateRequest,
+        start: Instant,
+    ) -> std::io::Result<Self> {
+        let mut r = Recorder {
             inner,
-            out,
-            start: Instant::now(),
-        })
+            out: BufWriter::new(file),
+            start,
+        };
+        let t = r.t();
+        r.write(&Record::migrate(t, req))
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        Ok(r)
+    }
+
+    /// When the recording started (a continuation keeps the clock of the first call).
+    pub fn started(&self) -> Instant {
+        self.start
     }
 
     pub fn inner(&self) -> &T {
@@ -96,6 +115,10 @@ impl<T: Transport> Transport for Recorder<T> {
                 t,
                 mon: (*side).into(),
                 reason: reason.clone(),
+            })?,
+            Incoming::Note(text) => self.write(&Record::Note {
+                t,
+                text: text.clone(),
             })?,
             Incoming::End => {}
         }

@@ -22,6 +22,10 @@ pub struct RecordSpec {
     pub description: Option<String>,
     pub qemu_src: String,
     pub qemu_dst: String,
+    /// Continue the file with a `migrate` record instead of writing a header.
+    pub append: bool,
+    /// The recording's clock (`t` counts from here), shared by its migrate calls.
+    pub epoch: Option<std::time::Instant>,
 }
 
 /// A domain-event callback, run on the loop thread.
@@ -151,12 +155,20 @@ pub fn migrate(
             })
         }
         Some(spec) => {
-            let file = File::create(&spec.path).map_err(|e| {
-                EngineError::Io(format!("cannot create {}: {e}", spec.path.display()))
-            })?;
-            let mut rec = Recorder::new(live, file, &header(&req, spec)).map_err(|e| {
+            let cannot = |e: std::io::Error| {
                 EngineError::Io(format!("cannot write {}: {e}", spec.path.display()))
-            })?;
+            };
+            let epoch = spec.epoch.unwrap_or_else(std::time::Instant::now);
+            let mut rec = if spec.append {
+                let file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&spec.path)
+                    .map_err(cannot)?;
+                Recorder::append(live, file, &req, epoch).map_err(cannot)?
+            } else {
+                let file = File::create(&spec.path).map_err(cannot)?;
+                Recorder::new(live, file, &header(&req, spec), epoch).map_err(cannot)?
+            };
             let report = engine::run(req, &mut rec)?;
             let stats = rec.inner().stats.clone();
             let warnings = rec.inner().warnings.clone();

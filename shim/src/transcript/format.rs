@@ -107,6 +107,40 @@ pub enum Record {
         call: String,
         result: String,
     },
+    /// A further migrate call on the same domains (for example a recovery with
+    /// VIR_MIGRATE_POSTCOPY_RESUME); the header holds the first.
+    Migrate {
+        t: u64,
+        flags: u32,
+        #[serde(default)]
+        flag_names: Vec<String>,
+        uri: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        connect_uri: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bandwidth: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        postcopy_bandwidth: Option<u64>,
+    },
+    /// Something the test harness did to the world (a cut link, a killed QEMU), for readers.
+    Note { t: u64, text: String },
+}
+
+impl Record {
+    pub fn migrate(t: u64, req: &MigrateRequest) -> Record {
+        Record::Migrate {
+            t,
+            flags: req.flags,
+            flag_names: crate::driver::vocab::flag_names(req.flags)
+                .into_iter()
+                .map(String::from)
+                .collect(),
+            uri: req.uri.clone(),
+            connect_uri: req.connect_uri.clone(),
+            bandwidth: req.bandwidth_mib,
+            postcopy_bandwidth: req.postcopy_bandwidth_mib,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -5,8 +5,9 @@ use serde_json::Value;
 use thiserror::Error;
 
 use super::format::{Record, Transcript};
-use crate::driver::{ApiCall, ApiValue, DomainEvent, Side, VirError};
-use crate::engine::{api_result_text, EngineError, Incoming, Transport};
+use crate::driver::vocab::flag_names;
+use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
+use crate::engine::{self, api_result_text, EngineError, Incoming, Report, Transport};
 
 /// The first point where the shim and a recording disagree.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -59,6 +60,7 @@ pub struct ReplayTransport {
     /// The readable trace: one line per message, ids and timestamps left out.
     pub trace: Vec<String>,
     last_line: usize,
+    next_request: Option<MigrateRequest>,
 }
 
 impl ReplayTransport {
@@ -73,11 +75,29 @@ impl ReplayTransport {
             poll_ids: BTreeSet::new(),
             trace: Vec::new(),
             last_line: 1,
+            next_request: None,
         }
     }
 
     pub fn transcript(&self) -> &Transcript {
         &self.t
+    }
+
+    /// Replays every migrate call of the transcript in turn: the header's, then each `migrate`
+    /// record's. Stops at the first error.
+    pub fn replay_all(&mut self) -> (Vec<Report>, Option<EngineError>) {
+        let mut reports = Vec::new();
+        let mut req = self.t.request();
+        loop {
+            match engine::run(req, self) {
+                Ok(r) => reports.push(r),
+                Err(e) => return (reports, Some(e)),
+            }
+            match self.next_request.take() {
+                Some(next) => req = next,
+                None => return (reports, None),
+            }
+        }
     }
 
     fn diverge(&self, line: usize, expected: String, got: String) -> EngineError {
@@ -215,6 +235,35 @@ impl Transport for ReplayTransport {
                             .push(format!("api {} flags=0x{:x}", api.call, api.flags));
                     }
                     return Ok(Incoming::Api(call));
+                }
+                Record::Note { text, .. } => self.trace.push(format!("# {text}")),
+                Record::Migrate {
+                    flags,
+                    uri,
+                    connect_uri,
+                    bandwidth,
+                    postcopy_bandwidth,
+                    ..
+                } => {
+                    if let Some((side, msg)) = self.sent.pop_front() {
+                        return Err(self.diverge(
+                            line,
+                            "the end of this migrate call".into(),
+                            command_text(side, &msg),
+                        ));
+                    }
+                    self.next_request = Some(MigrateRequest {
+                        flags,
+                        uri,
+                        bandwidth_mib: bandwidth,
+                        postcopy_bandwidth_mib: postcopy_bandwidth,
+                        connect_uri,
+                    });
+                    self.trace.push(format!(
+                        "=== migrate again: {}",
+                        flag_names(flags).join(" | ")
+                    ));
+                    return Ok(Incoming::End);
                 }
                 Record::ApiReturn { call, result, .. } => {
                     let expected = format!("api {call} -> {result}");

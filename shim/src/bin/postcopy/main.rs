@@ -3,19 +3,21 @@
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::mpsc::channel;
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
 use postcopy_shim::driver::vocab::*;
-use postcopy_shim::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, SwitchedBy};
-use postcopy_shim::engine::{self, api_result_text};
-use postcopy_shim::io::qemu::{default_kernel, QemuConfig, QemuProcess, SerialFollower};
+use postcopy_shim::driver::{
+    ApiCall, DomainEvent, MigrateRequest, RecoveryPolicy, Side, SwitchedBy,
+};
+use postcopy_shim::io::qemu::default_kernel;
 use postcopy_shim::io::run::{self, Hooks, RecordSpec};
+use postcopy_shim::io::scenario::{
+    self, EventCallback, Fault, Link, Plan, Recovery, ScenarioResult, Trigger,
+};
 use postcopy_shim::transcript::{ReplayTransport, Transcript};
 
 #[derive(Parser, Debug)]
@@ -121,6 +123,77 @@ struct MigrateArgs {
     /// Working directory for sockets and serial logs (default: a fresh one under /tmp).
     #[arg(long)]
     workdir: Option<PathBuf>,
+    /// Route the migration stream through our relay (link emulator and fault injector).
+    #[arg(long)]
+    relay: bool,
+    /// The relay's source -> destination rate in MiB/s (0: unlimited; implies --relay).
+    #[arg(long)]
+    link_rate: Option<u64>,
+    /// The relay's one-way latency in ms (implies --relay).
+    #[arg(long)]
+    link_latency: Option<u64>,
+    /// Cut the migration stream at: postcopy (source postcopy-active), dst-running,
+    /// iteration:N, or ms:N after the start (implies --relay).
+    #[arg(long, value_parser = parse_trigger)]
+    cut_at: Option<Trigger>,
+    /// Keep the link down this long after the cut (ms); default: until a recovery.
+    #[arg(long)]
+    down_ms: Option<u64>,
+    /// Kill a QEMU (src or dst) at a trigger, e.g. `--kill dst@postcopy`.
+    #[arg(long, value_parser = parse_kill)]
+    kill: Option<(Side, Trigger)>,
+    /// Call virDomainAbortJobFlags(flags) at a trigger, e.g. `--abort 1@postcopy` (1 =
+    /// VIR_DOMAIN_ABORT_JOB_POSTCOPY) or `--abort 0@ms:800`.
+    #[arg(long, value_parser = parse_abort)]
+    abort: Option<(u32, Trigger)>,
+    /// After a post-copy failure, recover with VIR_MIGRATE_POSTCOPY_RESUME after this many ms.
+    #[arg(long)]
+    recover_after: Option<u64>,
+    /// After a post-copy failure, retry VIR_MIGRATE_POSTCOPY_RESUME with backoff until it
+    /// succeeds or this many seconds passed (the opt-in automatic recovery policy).
+    #[arg(long, num_args = 0..=1, default_missing_value = "60")]
+    auto_recover: Option<u64>,
+}
+
+fn parse_trigger(s: &str) -> Result<Trigger, String> {
+    match s {
+        "postcopy" => Ok(Trigger::Postcopy),
+        "dst-running" => Ok(Trigger::DestinationRunning),
+        _ => {
+            if let Some(n) = s.strip_prefix("iteration:") {
+                n.parse()
+                    .map(Trigger::Iteration)
+                    .map_err(|e| format!("{s}: {e}"))
+            } else if let Some(n) = s.strip_prefix("ms:") {
+                n.parse()
+                    .map(Trigger::AfterMs)
+                    .map_err(|e| format!("{s}: {e}"))
+            } else {
+                Err(format!(
+                    "unknown trigger '{s}' (postcopy, dst-running, iteration:N, ms:N)"
+                ))
+            }
+        }
+    }
+}
+
+fn parse_kill(s: &str) -> Result<(Side, Trigger), String> {
+    let (who, at) = s
+        .split_once('@')
+        .ok_or("expected SIDE@TRIGGER, e.g. dst@postcopy")?;
+    let side = match who {
+        "src" => Side::Src,
+        "dst" => Side::Dst,
+        _ => return Err(format!("unknown side '{who}' (src or dst)")),
+    };
+    Ok((side, parse_trigger(at)?))
+}
+
+fn parse_abort(s: &str) -> Result<(u32, Trigger), String> {
+    let (flags, at) = s
+        .split_once('@')
+        .ok_or("expected FLAGS@TRIGGER, e.g. 1@postcopy")?;
+    Ok((parse_u32(flags)?, parse_trigger(at)?))
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
@@ -154,35 +227,37 @@ fn replay(file: &Path, trace: bool) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let req = t.request();
     let mut rt = ReplayTransport::new(t);
-    let r = engine::run(req, &mut rt);
+    let (reports, err) = rt.replay_all();
     if trace {
         for l in &rt.trace {
             println!("{l}");
         }
     }
-    match r {
-        Ok(rep) => {
-            let res = match &rep.result {
-                Ok(o) => format!(
-                    "completed{}",
-                    if o.postcopy {
-                        " (post-copy)"
-                    } else {
-                        " (pre-copy)"
-                    }
-                ),
-                Err(e) => format!("failed: {}: {}", e.code_name(), e.message()),
-            };
-            println!("{}: replay matches; migration {res}", file.display());
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            ExitCode::from(1)
-        }
+    if let Some(e) = err {
+        eprintln!("{e}");
+        return ExitCode::from(1);
     }
+    let outcomes: Vec<String> = reports
+        .iter()
+        .map(|rep| match &rep.result {
+            Ok(o) => format!(
+                "completed{}",
+                if o.postcopy {
+                    " (post-copy)"
+                } else {
+                    " (pre-copy)"
+                }
+            ),
+            Err(e) => format!("failed: {}: {}", e.code_name(), e.message()),
+        })
+        .collect();
+    println!(
+        "{}: replay matches; migration {}",
+        file.display(),
+        outcomes.join("; then ")
+    );
+    ExitCode::SUCCESS
 }
 
 fn qemu_version(bin: &Path, env: &[(String, String)]) -> String {
@@ -202,11 +277,6 @@ fn qemu_version(bin: &Path, env: &[(String, String)]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn free_port() -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
 fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
     let mut flags = if a.no_live { 0 } else { VIR_MIGRATE_LIVE };
     if a.postcopy {
@@ -220,76 +290,141 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
     }
     flags |= a.extra_flags.unwrap_or(0);
     let progress = a.progress || (!a.json && std::io::stderr().is_terminal());
-
-    // Local QEMUs, or attach.
-    let mut procs: Vec<QemuProcess> = Vec::new();
-    let (src_qmp, dst_qmp, uri, qemu_src, qemu_dst, bandwidth);
     if let (Some(s), Some(d), Some(u)) = (&a.src_qmp, &a.dst_qmp, &a.uri) {
-        src_qmp = s.clone();
-        dst_qmp = d.clone();
-        uri = u.clone();
-        qemu_src = "attached".to_string();
-        qemu_dst = "attached".to_string();
-        bandwidth = a.bandwidth;
-    } else {
-        let dir = match &a.workdir {
-            Some(d) => d.clone(),
-            None => std::env::temp_dir().join(format!("postcopy-{}", std::process::id())),
-        };
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let mut env = Vec::new();
-        let mut extra = Vec::new();
-        if let Some(root) = &a.qemu_root {
-            env.push((
-                "QEMU_MODULE_DIR".to_string(),
-                root.join("usr/lib/x86_64-linux-gnu/qemu")
-                    .display()
-                    .to_string(),
-            ));
-            extra.extend([
-                "-L".to_string(),
-                root.join("usr/share/qemu").display().to_string(),
-            ]);
-            extra.extend(["-L".to_string(), "/usr/share/seabios".to_string()]);
-        }
-        let kernel = a.kernel.clone().unwrap_or_else(default_kernel);
-        if !kernel.exists() {
-            return Err(format!(
-                "guest kernel {} not found: build it with qemu-fixtures/guest/build.sh target/guest",
-                kernel.display()
-            ));
-        }
-        let cfg = QemuConfig {
-            binary: a.qemu.clone(),
-            kernel,
-            append: a.guest.clone(),
-            memory_mib: a.memory,
-            extra_args: extra,
-            env: env.clone(),
-        };
-        let v = qemu_version(&a.qemu, &env);
-        qemu_src = v.clone();
-        qemu_dst = v;
-        let mut src = QemuProcess::start(&cfg, &dir, "src", false).map_err(|e| e.to_string())?;
-        let dst = QemuProcess::start(&cfg, &dir, "dst", true).map_err(|e| e.to_string())?;
-        if progress {
-            eprintln!("waiting for the guest to fill its memory ({})", a.guest);
-        }
-        src.wait_serial("READY", Duration::from_secs(120))
-            .map_err(|e| e.to_string())?;
-        src_qmp = src.qmp.display().to_string();
-        dst_qmp = dst.qmp.display().to_string();
-        uri = format!("tcp:127.0.0.1:{}", free_port().map_err(|e| e.to_string())?);
-        bandwidth = a.bandwidth.or(Some(32));
-        procs.push(src);
-        procs.push(dst);
+        return attach(&a, s, d, u, flags);
     }
 
+    let mut env = Vec::new();
+    if let Some(root) = &a.qemu_root {
+        env.push((
+            "QEMU_MODULE_DIR".to_string(),
+            root.join("usr/lib/x86_64-linux-gnu/qemu")
+                .display()
+                .to_string(),
+        ));
+    }
+    let version = qemu_version(&a.qemu, &env);
+    let kernel = a.kernel.clone().unwrap_or_else(default_kernel);
+    if !kernel.exists() {
+        return Err(format!(
+            "guest kernel {} not found: build it with qemu-fixtures/guest/build.sh target/guest",
+            kernel.display()
+        ));
+    }
+    let mut faults = Vec::new();
+    if let Some(secs) = a.start_postcopy_after {
+        faults.push(Fault::Call {
+            call: ApiCall::StartPostCopy { flags: 0 },
+            at: Trigger::AfterMs((secs * 1000.0) as u64),
+        });
+    }
+    if let Some(n) = a.switch_at_iteration {
+        faults.push(Fault::Call {
+            call: ApiCall::StartPostCopy { flags: 0 },
+            at: Trigger::Iteration(n),
+        });
+    }
+    if let Some(at) = a.cut_at {
+        faults.push(Fault::Cut {
+            at,
+            down_ms: a.down_ms,
+        });
+    }
+    if let Some((side, at)) = a.kill {
+        faults.push(Fault::Kill { side, at });
+    }
+    if let Some((f, at)) = a.abort {
+        faults.push(Fault::Call {
+            call: ApiCall::AbortJob { flags: f },
+            at,
+        });
+    }
+    let relay = a.relay || a.link_rate.is_some() || a.link_latency.is_some() || a.cut_at.is_some();
+    let link = relay.then(|| Link {
+        rate_mib: a.link_rate.unwrap_or(0),
+        latency_ms: a.link_latency.unwrap_or(0),
+    });
+    let recovery = match (a.recover_after, a.auto_recover) {
+        (_, Some(deadline)) => Recovery::Auto(RecoveryPolicy {
+            deadline: Duration::from_secs(deadline),
+            ..RecoveryPolicy::default()
+        }),
+        (Some(ms), None) => Recovery::Manual { after_ms: ms },
+        (None, None) => Recovery::None,
+    };
+    let workdir = a
+        .workdir
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("postcopy-{}", std::process::id())));
+    let plan = Plan {
+        qemu: a.qemu.clone(),
+        qemu_root: a.qemu_root.clone(),
+        kernel,
+        memory_mib: a.memory,
+        guest: a.guest.clone(),
+        workdir,
+        flags,
+        // QEMU's own cap is the default link model; with a relay rate the relay is the link.
+        bandwidth_mib: a.bandwidth.or(if a.link_rate.is_some() {
+            None
+        } else {
+            Some(32)
+        }),
+        postcopy_bandwidth_mib: a.postcopy_bandwidth,
+        link,
+        faults,
+        recovery,
+        record: a.record.as_ref().map(|p| RecordSpec {
+            path: p.clone(),
+            scenario: a.scenario.clone(),
+            description: a.description.clone(),
+            qemu_src: version.clone(),
+            qemu_dst: version.clone(),
+            append: false,
+            epoch: None,
+        }),
+        api_before: a.api_before,
+        api_after: a.api_after,
+        verify_timeout: Duration::from_secs(a.verify_timeout),
+        on_event: progress.then(|| {
+            EventCallback(Arc::new(|side: Side, ev: &DomainEvent| {
+                eprintln!("  {} {}", side.tag(), ev.describe());
+            }))
+        }),
+    };
+    if progress {
+        eprintln!("waiting for the guest to fill its memory ({})", a.guest);
+    }
+    let res = scenario::run(plan).map_err(|e| e.to_string())?;
+    let out = scenario_json(&res);
+    if a.json {
+        println!("{out}");
+    } else {
+        print_human(&out);
+    }
+    for (qmp, pid) in &res.left_running {
+        eprintln!("left running for recovery: QEMU pid {pid:?}, QMP socket {qmp}");
+    }
+    let ok = res.last().is_some_and(|r| r.result.is_ok());
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Migrates between two given monitors (nothing started or stopped here).
+fn attach(
+    a: &MigrateArgs,
+    src: &str,
+    dst: &str,
+    uri: &str,
+    flags: u32,
+) -> Result<ExitCode, String> {
     let req = MigrateRequest {
         flags,
-        uri,
-        bandwidth_mib: bandwidth,
+        uri: uri.to_string(),
+        bandwidth_mib: a.bandwidth,
         postcopy_bandwidth_mib: a.postcopy_bandwidth,
         connect_uri: None,
     };
@@ -297,168 +432,29 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         path: p.clone(),
         scenario: a.scenario.clone(),
         description: a.description.clone(),
-        qemu_src,
-        qemu_dst,
+        qemu_src: "attached".into(),
+        qemu_dst: "attached".into(),
+        append: false,
+        epoch: None,
     });
-
-    // Controller for API calls from other threads.
-    let (ctl_tx, ctl_rx) = channel();
-    let api_log: Arc<Mutex<Vec<(String, String)>>> = Arc::new(Mutex::new(Vec::new()));
-    let stopped: Arc<Mutex<Vec<Side>>> = Arc::new(Mutex::new(Vec::new()));
-    let events: Arc<Mutex<Vec<(Side, DomainEvent)>>> = Arc::new(Mutex::new(Vec::new()));
-    let ctl_for_events: Arc<Mutex<Option<postcopy_shim::io::Controller>>> =
-        Arc::new(Mutex::new(None));
-
-    let mut hooks = Hooks {
-        controller: Some(ctl_tx),
-        ..Default::default()
-    };
-    {
-        let events = events.clone();
-        let ctl = ctl_for_events.clone();
-        let api_log = api_log.clone();
-        let switch_at = a.switch_at_iteration;
-        hooks.on_event = Some(Box::new(move |side, ev| {
-            if progress {
-                eprintln!("  {} {}", side.tag(), ev.describe());
-            }
-            if let (DomainEvent::MigrationIteration { iteration }, Some(n)) = (ev, switch_at) {
-                if *iteration == n {
-                    if let Some(c) = ctl.lock().ok().and_then(|g| g.clone()) {
-                        let api_log = api_log.clone();
-                        // A callback must not block the loop: call from another thread, as virsh does.
-                        thread::spawn(move || {
-                            if let Some(r) = c.call(ApiCall::StartPostCopy { flags: 0 }) {
-                                if let Ok(mut l) = api_log.lock() {
-                                    l.push((
-                                        "start_postcopy (iteration callback)".into(),
-                                        api_result_text(&r),
-                                    ));
-                                }
-                            }
-                        });
-                    }
-                }
-            }
-            if let Ok(mut e) = events.lock() {
-                e.push((side, ev.clone()));
-            }
-        }));
-    }
-    {
-        let stopped = stopped.clone();
-        hooks.on_stop = Some(Box::new(move |side| {
-            if let Ok(mut s) = stopped.lock() {
-                s.push(side);
-            }
-        }));
-    }
-
-    let started = Instant::now();
-    let api_before = a.api_before;
-    let start_after = a.start_postcopy_after;
-    let api_log2 = api_log.clone();
-    let ctl_slot = ctl_for_events.clone();
-    let helper = thread::spawn(move || {
-        let Ok(ctl) = ctl_rx.recv() else { return };
-        if let Ok(mut s) = ctl_slot.lock() {
-            *s = Some(ctl.clone());
-        }
-        if api_before {
-            if let Some(r) = ctl.call(ApiCall::StartPostCopy { flags: 0 }) {
-                if let Ok(mut l) = api_log2.lock() {
-                    l.push(("start_postcopy (before)".into(), api_result_text(&r)));
-                }
-            }
-        }
-        if let Some(secs) = start_after {
-            thread::sleep(Duration::from_secs_f64(secs));
-            if let Some(r) = ctl.call(ApiCall::StartPostCopy { flags: 0 }) {
-                if let Ok(mut l) = api_log2.lock() {
-                    l.push(("start_postcopy".into(), api_result_text(&r)));
-                }
-            }
-        }
-    });
-    let run_over = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let poller = if progress {
-        let ctl_slot = ctl_for_events.clone();
-        let run_over = run_over.clone();
-        Some(thread::spawn(move || loop {
-            thread::sleep(Duration::from_secs(1));
-            // The slot is empty until the loop exists and again once the migration ended.
-            if run_over.load(std::sync::atomic::Ordering::SeqCst) {
-                return;
-            }
-            let Some(c) = ctl_slot.lock().ok().and_then(|g| g.clone()) else {
-                continue;
-            };
-            match c.call(ApiCall::GetJobStats) {
-                Some(Ok(ApiValue::Stats(s))) => eprintln!(
-                    "  progress: pass {} remaining {} MiB processed {} MiB",
-                    s.get(param::memory_iteration()).unwrap_or(0),
-                    s.get(param::memory_remaining()).unwrap_or(0) >> 20,
-                    s.get(param::memory_processed()).unwrap_or(0) >> 20
-                ),
-                Some(_) => {}
-                None => return,
-            }
-        }))
-    } else {
-        None
-    };
-
-    let run = run::migrate(&src_qmp, &dst_qmp, req.clone(), spec.as_ref(), hooks);
-    run_over.store(true, std::sync::atomic::Ordering::SeqCst);
-    let run = run.map_err(|e| e.to_string())?;
-    let elapsed = started.elapsed();
-    let _ = helper.join();
-    drop(ctl_for_events.lock().map(|mut g| g.take()));
-    if let Some(p) = poller {
-        let _ = p.join();
-    }
-    if a.api_after {
-        let r = run.call_after(ApiCall::StartPostCopy { flags: 0 });
-        if let Ok(mut l) = api_log.lock() {
-            l.push(("start_postcopy (after)".into(), api_result_text(&r)));
-        }
-    }
-
-    // Stop what libvirt would stop; never a guest that may hold the only copy of its memory.
-    let stopped_sides = stopped.lock().map(|s| s.clone()).unwrap_or_default();
-    let mut guest = Map::new();
-    if procs.len() == 2 {
-        if stopped_sides.contains(&Side::Src) {
-            procs[0].kill();
-        }
-        if stopped_sides.contains(&Side::Dst) {
-            procs[1].kill();
-        }
-        if run.report.result.is_ok() {
-            guest = verify_guest(&procs[1], Duration::from_secs(a.verify_timeout));
-        } else if run
-            .report
-            .result
-            .as_ref()
-            .is_err_and(|_| run.report.dst_state.state == state::RUNNING)
-        {
-            for p in procs.iter_mut() {
-                p.keep();
-            }
-            eprintln!(
-                "post-copy failed: both QEMUs are left running (pids {:?}, {:?}); QMP sockets {} and {}",
-                procs[0].pid(),
-                procs[1].pid(),
-                procs[0].qmp.display(),
-                procs[1].qmp.display()
-            );
-        }
-    }
-
-    let rep = &run.report;
+    let run =
+        run::migrate(src, dst, req, spec.as_ref(), Hooks::default()).map_err(|e| e.to_string())?;
     let mut out = Map::new();
-    out.insert("flags".into(), json!(flag_names(req.flags)));
-    out.insert("uri".into(), json!(req.uri));
+    report_json(&mut out, &run.report);
+    let out = Value::Object(out);
+    if a.json {
+        println!("{out}");
+    } else {
+        print_human(&out);
+    }
+    Ok(if run.report.result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn report_json(out: &mut Map<String, Value>, rep: &postcopy_shim::engine::Report) {
     match &rep.result {
         Ok(o) => {
             out.insert("result".into(), json!("completed"));
@@ -499,73 +495,62 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         "destination".into(),
         json!({"state": rep.dst_state.to_string(), "state_code": rep.dst_state.state, "reason_code": rep.dst_state.reason}),
     );
-    if let Some(l) = run.stats.switch_latency {
-        out.insert("switch_latency_us".into(), json!(l.as_micros() as u64));
-    }
-    out.insert("wall_time_ms".into(), json!(elapsed.as_millis() as u64));
-    if let Ok(l) = api_log.lock() {
-        if !l.is_empty() {
-            out.insert(
-                "api_calls".into(),
-                Value::Array(
-                    l.iter()
-                        .map(|(c, r)| json!({"call": c, "result": r}))
-                        .collect(),
-                ),
-            );
-        }
-    }
-    if !guest.is_empty() {
-        out.insert("guest".into(), Value::Object(guest));
-    }
-    if !run.warnings.is_empty() {
-        out.insert("warnings".into(), json!(run.warnings));
-    }
-    let out = Value::Object(out);
-    if a.json {
-        println!("{out}");
-    } else {
-        print_human(&out);
-    }
-    Ok(if rep.result.is_ok() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
 }
 
-/// Reads the destination guest's console after the migration: its memory checks and heartbeats.
-fn verify_guest(dst: &QemuProcess, timeout: Duration) -> Map<String, Value> {
-    let mut f = SerialFollower::new(&dst.serial);
-    let start = Instant::now();
-    let (mut ok, mut fail, mut beats) = (0u64, 0u64, 0u64);
-    let mut fails = Vec::new();
-    while start.elapsed() < timeout {
-        for l in f.poll() {
-            if l.starts_with("CHECK OK") {
-                ok += 1;
-            } else if l.starts_with("FAIL") || l.starts_with("CHECK FAIL") {
-                fail += 1;
-                if fails.len() < 5 {
-                    fails.push(l);
-                }
-            } else if l.starts_with("HB ") {
-                beats += 1;
-            }
-        }
-        if ok >= 2 || fail > 0 {
-            break;
-        }
-        thread::sleep(Duration::from_millis(100));
+fn scenario_json(res: &ScenarioResult) -> Value {
+    let mut out = Map::new();
+    if let Some(last) = res.last() {
+        report_json(&mut out, last);
     }
-    let mut m = Map::new();
-    m.insert("destination_checks_ok".into(), json!(ok));
-    m.insert("destination_check_failures".into(), json!(fail));
-    m.insert("destination_heartbeats".into(), json!(beats));
-    if !fails.is_empty() {
-        m.insert("failures".into(), json!(fails));
+    if res.runs.len() > 1 {
+        let calls: Vec<Value> = res
+            .runs
+            .iter()
+            .map(|r| {
+                let mut m = Map::new();
+                report_json(&mut m, r);
+                m.remove("stats");
+                Value::Object(m)
+            })
+            .collect();
+        out.insert("migrate_calls".into(), Value::Array(calls));
     }
-    m
+    if let Some(l) = res.stats.first().and_then(|s| s.switch_latency) {
+        out.insert("switch_latency_us".into(), json!(l.as_micros() as u64));
+    }
+    out.insert("wall_time_ms".into(), json!(res.elapsed.as_millis() as u64));
+    if let Some(t) = res.recovery_time {
+        out.insert("recovery_time_ms".into(), json!(t.as_millis() as u64));
+    }
+    if !res.api_log.is_empty() {
+        out.insert(
+            "api_calls".into(),
+            Value::Array(
+                res.api_log
+                    .iter()
+                    .map(|(c, r)| json!({"call": c, "result": r}))
+                    .collect(),
+            ),
+        );
+    }
+    if !res.notes.is_empty() {
+        out.insert("faults".into(), json!(res.notes));
+    }
+    if let Some(g) = &res.guest {
+        out.insert(
+            "guest".into(),
+            json!({"destination_checks_ok": g.checks_ok, "destination_check_failures": g.check_failures,
+                   "destination_heartbeats": g.heartbeats, "failures": g.failures}),
+        );
+    }
+    out.insert(
+        "qemu_alive".into(),
+        json!({"src": res.src_alive, "dst": res.dst_alive}),
+    );
+    if !res.warnings.is_empty() {
+        out.insert("warnings".into(), json!(res.warnings));
+    }
+    Value::Object(out)
 }
 
 fn print_human(v: &Value) {
