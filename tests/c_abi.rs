@@ -294,23 +294,30 @@ fn c_replays_every_fixture_and_matches_the_recording() {
             rel.display().to_string().replace('/', "__")
         ));
         if let Ok(snap) = std::fs::read_to_string(&snap) {
-            let want = snap
-                .lines()
-                .find_map(|l| l.strip_prefix("result: "))
-                .unwrap_or("?");
-            let got = out
-                .lines()
-                .find_map(|l| l.strip_prefix("result: "))
-                .unwrap_or("?");
-            if want.starts_with("completed") {
-                assert_eq!(got, "completed", "{}", f.display());
-            } else {
-                let message = got.splitn(3, ' ').nth(2).unwrap_or("?");
-                assert!(
-                    want.ends_with(message),
-                    "{}: C result {got:?}, snapshot {want:?}",
-                    f.display()
-                );
+            let results = |t: &str| -> Vec<String> {
+                t.lines()
+                    .filter_map(|l| l.strip_prefix("result: "))
+                    .map(String::from)
+                    .collect()
+            };
+            let (want, got) = (results(&snap), results(&out));
+            assert_eq!(
+                want.len(),
+                got.len(),
+                "{}: {want:?} vs {got:?}",
+                f.display()
+            );
+            for (want, got) in want.iter().zip(&got) {
+                if want.starts_with("completed") {
+                    assert_eq!(got, "completed", "{}", f.display());
+                } else {
+                    let message = got.splitn(3, ' ').nth(2).unwrap_or("?");
+                    assert!(
+                        want.ends_with(message),
+                        "{}: C result {got:?}, snapshot {want:?}",
+                        f.display()
+                    );
+                }
             }
             assert_eq!(
                 events(&out, false),

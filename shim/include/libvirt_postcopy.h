@@ -133,7 +133,8 @@ typedef struct lpc_domain lpc_domain;
  * destination domains (lpc_replay_get_source(), lpc_replay_get_destination()) behave as live ones,
  * except that the QMP replies and events come from the recording, every command the library
  * sends is checked against it, and the API calls recorded in it (for example a StartPostCopy made
- * from another thread) are made again at their recorded point. A transcript is replayed once.
+ * from another thread) are made again at their recorded point. Each recorded migrate call is
+ * replayed once, in order (lpc_replay_get_migrate_params()); after a divergence, no more.
  */
 typedef struct lpc_replay lpc_replay;
 
@@ -202,11 +203,13 @@ lpc_domain *lpc_replay_get_destination(lpc_replay *replay);
  * @nparams: where to store their count
  * @flags: where to store the recorded migration flags (virDomainMigrateFlags)
  *
- * The arguments the recorded migration was started with, for lpc_domain_migrate(). The array is
- * allocated as lpc_domain_get_job_stats() allocates its own; release it with
- * lpc_typed_params_free().
+ * The arguments the next recorded migrate call was made with, for lpc_domain_migrate(). A
+ * transcript may record several calls (a failed post-copy, then a VIR_MIGRATE_POSTCOPY_RESUME):
+ * each lpc_domain_migrate() on the replay's domains replays the next one. The array is allocated
+ * as lpc_domain_get_job_stats() allocates its own; release it with lpc_typed_params_free().
  *
- * Returns: 0, or -1 on error.
+ * Returns: 1 when the parameters of the next call were stored, 0 when every recorded call has
+ * been made (outputs untouched), -1 on error.
  */
 int lpc_replay_get_migrate_params(lpc_replay *replay,
                                   virTypedParameterPtr *params,

@@ -21,7 +21,7 @@ use crate::driver::{
 use crate::engine::{self, EngineError, Incoming, Report, Transport};
 use crate::io::run::{self, Hooks};
 use crate::io::Controller;
-use crate::transcript::{ReplayTransport, Transcript};
+use crate::transcript::{Record, ReplayTransport, Transcript};
 
 /// A domain-event callback: the domain, the event, and for JOB_COMPLETED the completed statistics.
 pub type EventCallback = Box<dyn FnMut(&Domain, &DomainEvent, Option<&JobStats>) + Send>;
@@ -371,8 +371,18 @@ impl Domain {
 /// The part of a replay its domains share.
 #[derive(Debug)]
 struct ReplayShared {
-    transcript: Mutex<Option<Transcript>>,
-    request: MigrateRequest,
+    /// The migrate calls the transcript recorded, in order: the header's, then each `migrate`
+    /// record's.
+    requests: Vec<MigrateRequest>,
+    progress: Mutex<ReplayProgress>,
+}
+
+#[derive(Debug)]
+struct ReplayProgress {
+    /// None while a call replays, and for good once a replay failed (diverged).
+    transport: Option<ReplayTransport>,
+    /// The next recorded call.
+    next: usize,
 }
 
 /// A recorded transcript standing in for two QEMUs: its source and destination domains.
@@ -392,9 +402,30 @@ impl Replay {
             }
             other => VirError::new(code::INTERNAL_ERROR, other.to_string()),
         })?;
+        let mut requests = vec![t.request()];
+        for (_, r) in &t.records {
+            if let Record::Migrate {
+                flags,
+                uri,
+                connect_uri,
+                bandwidth,
+                postcopy_bandwidth,
+                ..
+            } = r
+            {
+                let mut req = MigrateRequest::new(*flags, uri.clone());
+                req.connect_uri = connect_uri.clone();
+                req.bandwidth_mib = *bandwidth;
+                req.postcopy_bandwidth_mib = *postcopy_bandwidth;
+                requests.push(req);
+            }
+        }
         let shared = Arc::new(ReplayShared {
-            request: t.request(),
-            transcript: Mutex::new(Some(t)),
+            requests,
+            progress: Mutex::new(ReplayProgress {
+                transport: Some(ReplayTransport::new(t)),
+                next: 0,
+            }),
         });
         let side = |side| {
             Domain::new(Target::Replay {
@@ -417,9 +448,11 @@ impl Replay {
         self.dst.clone()
     }
 
-    /// The migration the transcript recorded: flags, URI, bandwidths.
-    pub fn request(&self) -> &MigrateRequest {
-        &self.shared.request
+    /// The next migrate call the transcript recorded (flags, URI, bandwidths); None once every
+    /// recorded call was made.
+    pub fn next_request(&self) -> Option<MigrateRequest> {
+        let next = lock(&self.shared.progress).next;
+        self.shared.requests.get(next).cloned()
     }
 }
 
@@ -429,12 +462,12 @@ enum Dispatch {
 }
 
 /// A replay that also hands domain events to the API's hook.
-struct ReplayWithEvents<F: FnMut(Side, &DomainEvent)> {
-    inner: ReplayTransport,
+struct ReplayWithEvents<'a, F: FnMut(Side, &DomainEvent)> {
+    inner: &'a mut ReplayTransport,
     on_event: F,
 }
 
-impl<F: FnMut(Side, &DomainEvent)> Transport for ReplayWithEvents<F> {
+impl<F: FnMut(Side, &DomainEvent)> Transport for ReplayWithEvents<'_, F> {
     fn next(&mut self) -> Result<Incoming, EngineError> {
         self.inner.next()
     }
@@ -465,7 +498,7 @@ impl<F: FnMut(Side, &DomainEvent)> Transport for ReplayWithEvents<F> {
 
 enum Mode {
     Live(String, String),
-    Replay(Box<Transcript>),
+    Replay(Arc<ReplayShared>),
 }
 
 /// virDomainMigrate3 from `src` to `dst`: blocks until the migration completed or failed.
@@ -496,17 +529,7 @@ pub fn migrate(
                 replay: r2,
                 side: Side::Dst,
             },
-        ) if Arc::ptr_eq(r1, r2) => {
-            let Some(t) = lock(&r1.transcript).take() else {
-                return Err(VirError::new(
-                    code::OPERATION_INVALID,
-                    "the transcript of this replay was already replayed",
-                ));
-            };
-            // Where the source connected is part of the recorded setup, not of the API call.
-            req.connect_uri = r1.request.connect_uri.clone();
-            Mode::Replay(Box::new(t))
-        }
+        ) if Arc::ptr_eq(r1, r2) => Mode::Replay(r1.clone()),
         _ => {
             return invalid(
                 "the source and the destination must be two live domains, or the source and the destination of one replay",
@@ -518,6 +541,24 @@ pub fn migrate(
     if let Err(e) = dst.begin_job(Side::Dst, replay) {
         src.end_job(None, None);
         return Err(e);
+    }
+    // A replay serves its recorded calls in turn, each from where the previous one stopped.
+    let mut replaying = None;
+    if let Mode::Replay(shared) = &mode {
+        let mut p = lock(&shared.progress);
+        let (next, transport) = (p.next, p.transport.take());
+        drop(p);
+        let (Some(rt), Some(recorded)) = (transport, shared.requests.get(next)) else {
+            src.end_job(None, None);
+            dst.end_job(None, None);
+            return Err(VirError::new(
+                code::OPERATION_INVALID,
+                "every migrate call of this replay was made (or the replay failed)",
+            ));
+        };
+        // Where the source connected is part of the recorded setup, not of the API call.
+        req.connect_uri = recorded.connect_uri.clone();
+        replaying = Some((shared.clone(), rt, next));
     }
 
     let (tx, rx) = channel::<Dispatch>();
@@ -565,13 +606,24 @@ pub fn migrate(
             let _ = receiver.join();
             r
         }
-        Mode::Replay(t) => {
-            let mut rt = ReplayWithEvents {
-                inner: ReplayTransport::new(*t),
-                on_event,
-            };
-            engine::run(req, &mut rt)
-        }
+        Mode::Replay(_) => match replaying {
+            Some((shared, mut rt, next)) => {
+                let r = engine::run(
+                    req,
+                    &mut ReplayWithEvents {
+                        inner: &mut rt,
+                        on_event,
+                    },
+                );
+                if r.is_ok() {
+                    let mut p = lock(&shared.progress);
+                    p.transport = Some(rt);
+                    p.next = next + 1;
+                }
+                r
+            }
+            None => Err(EngineError::Ended("no replay to run".into())),
+        },
     };
 
     let (outcome, completed) = match result {

@@ -278,14 +278,13 @@ main(int argc, char **argv)
     check(r != NULL, "replay_open");
     check_error(lpc_replay_get_migrate_params(r, &rp, NULL, &rflags), VIR_ERR_INVALID_ARG, NULL,
                 "replay_get_migrate_params(nparams NULL)");
-    check(lpc_replay_get_migrate_params(r, &rp, &nrp, &rflags) == 0 && nrp >= 1 &&
+    check(lpc_replay_get_migrate_params(r, &rp, &nrp, &rflags) == 1 && nrp >= 1 &&
           strcmp(rp[0].field, VIR_MIGRATE_PARAM_URI) == 0 &&
           rp[0].type == VIR_TYPED_PARAM_STRING, "replay_get_migrate_params");
     rs = lpc_replay_get_source(r);
     rs2 = lpc_replay_get_source(r);
     rd = lpc_replay_get_destination(r);
-    lpc_replay_free(r);
-    check(rs && rs2 && rd, "replay domains outlive their replay");
+    check(rs && rs2 && rd, "replay domains");
     check_error(lpc_domain_migrate(rs, d2, rp, nrp, rflags), VIR_ERR_INVALID_ARG, NULL,
                 "a replay domain with a live one");
     check_error(lpc_domain_migrate(rd, rs, rp, nrp, rflags), VIR_ERR_INVALID_ARG, NULL,
@@ -296,8 +295,26 @@ main(int argc, char **argv)
                   strlen(LPC_REPLAY_DIVERGED_PREFIX)) == 0,
           "... make the replay diverge, and say so");
     check_error(lpc_domain_migrate(rs, rd, rp, nrp, rflags), VIR_ERR_OPERATION_INVALID, NULL,
-                "a transcript is replayed once");
+                "no more calls after a divergence");
     lpc_typed_params_free(rp, nrp);
+    rp = NULL;
+    nrp = 0;
+    lpc_replay_free(r);
+    check(lpc_domain_get_state(rs, &state, &reason, 0) == 0, "replay domains outlive their replay");
+
+    /* A transcript's recorded call is replayed once. */
+    r = lpc_replay_open(argv[1], 0);
+    lpc_domain_free(rs2);
+    rs2 = lpc_replay_get_source(r);
+    lpc_domain_free(rd);
+    rd = lpc_replay_get_destination(r);
+    check(lpc_replay_get_migrate_params(r, &rp, &nrp, &rflags) == 1 &&
+          lpc_domain_migrate(rs2, rd, rp, nrp, rflags) == 0, "replay the recorded call");
+    lpc_typed_params_free(rp, nrp);
+    rp = (virTypedParameterPtr)&freed;
+    check(lpc_replay_get_migrate_params(r, &rp, &nrp, &rflags) == 0 &&
+          rp == (virTypedParameterPtr)&freed, "then no call is left");
+    lpc_replay_free(r);
     lpc_domain_free(rs);
     lpc_domain_free(rs2);
     lpc_domain_free(rd);

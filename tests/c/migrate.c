@@ -169,30 +169,36 @@ replay(const char *file)
     }
     src = lpc_replay_get_source(r);
     dst = lpc_replay_get_destination(r);
-    if (!src || !dst || lpc_replay_get_migrate_params(r, &params, &nparams, &flags) < 0)
+    if (!src || !dst || watch(src, &s) < 0 || watch(dst, &d) < 0)
+        goto cleanup;
+
+    /* Every migrate call the transcript recorded, in turn. */
+    while ((rc = lpc_replay_get_migrate_params(r, &params, &nparams, &flags)) == 1) {
+        rc = lpc_domain_migrate(src, dst, params, nparams, flags);
+        lpc_typed_params_free(params, nparams);
+        params = NULL;
+        nparams = 0;
+        if (rc == 0) {
+            printf("result: completed\n");
+        } else {
+            virErrorPtr err = lpc_get_last_error();
+            if (!err || err->domain != VIR_FROM_QEMU || err->level != VIR_ERR_ERROR)
+                goto cleanup;
+            if (strncmp(err->message, LPC_REPLAY_DIVERGED_PREFIX,
+                        strlen(LPC_REPLAY_DIVERGED_PREFIX)) == 0) {
+                printf("diverged: %s\n", err->message);
+                goto cleanup;
+            }
+            printf("result: error %d %s\n", err->code, err->message);
+        }
+        if (print_state(src, "src", &state, &reason) < 0 ||
+            print_state(dst, "dst", &state, &reason) < 0)
+            goto cleanup;
+    }
+    if (rc < 0)
         goto cleanup;
     lpc_replay_free(r); /* the domains keep what they need */
     r = NULL;
-    if (watch(src, &s) < 0 || watch(dst, &d) < 0)
-        goto cleanup;
-
-    rc = lpc_domain_migrate(src, dst, params, nparams, flags);
-    if (rc == 0) {
-        printf("result: completed\n");
-    } else {
-        virErrorPtr err = lpc_get_last_error();
-        if (!err || err->domain != VIR_FROM_QEMU || err->level != VIR_ERR_ERROR)
-            goto cleanup;
-        if (strncmp(err->message, LPC_REPLAY_DIVERGED_PREFIX,
-                    strlen(LPC_REPLAY_DIVERGED_PREFIX)) == 0) {
-            printf("diverged: %s\n", err->message);
-            goto cleanup;
-        }
-        printf("result: error %d %s\n", err->code, err->message);
-    }
-    if (print_state(src, "src", &state, &reason) < 0 ||
-        print_state(dst, "dst", &state, &reason) < 0)
-        goto cleanup;
     ret = 0;
 
  cleanup:

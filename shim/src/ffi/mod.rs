@@ -422,7 +422,9 @@ pub unsafe extern "C" fn lpc_replay_get_migrate_params(
         if flags.is_null() {
             return Err(null_arg("flags", F));
         }
-        let req = r.request();
+        let Some(req) = r.next_request() else {
+            return Ok(0);
+        };
         let mut values = vec![(param::migrate_uri(), Value::Str(&req.uri))];
         if let Some(b) = req.bandwidth_mib {
             values.push((param::migrate_bandwidth(), Value::ULLong(b)));
@@ -437,7 +439,7 @@ pub unsafe extern "C" fn lpc_replay_get_migrate_params(
             *nparams = n;
             *flags = req.flags;
         }
-        Ok(0)
+        Ok(1)
     })
 }
 
