@@ -452,3 +452,50 @@ fn c_starts_postcopy_from_a_second_thread_while_migrate_blocks() {
     let out = live("live-thread");
     assert!(out.contains("thread: start_post_copy=0"), "{out}");
 }
+
+#[test]
+fn c_starts_postcopy_from_the_iteration_callback_as_virsh_does() {
+    if !live_enabled() {
+        return;
+    }
+    let out = live("live-callback");
+    assert!(out.contains("callback: start_post_copy=0"), "{out}");
+}
+
+#[test]
+fn c_links_the_static_library_too() {
+    let lib = prefix().join("lib");
+    let exe = work().join("bin/migrate-static");
+    std::fs::create_dir_all(work().join("bin")).unwrap();
+    let o = Command::new("pkg-config")
+        .args(["--libs-only-l", "--static", "libvirt-postcopy"])
+        .env("PKG_CONFIG_PATH", lib.join("pkgconfig"))
+        .output()
+        .expect("run pkg-config");
+    assert!(o.status.success(), "pkg-config: {}", text(&o));
+    let libs: Vec<String> = String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .filter(|l| *l != "-lpostcopy_shim")
+        .map(String::from)
+        .collect();
+    let o = Command::new("gcc")
+        .args(CFLAGS)
+        .arg(format!("-I{}", prefix().join("include").display()))
+        .arg(c_source("migrate.c"))
+        .arg(lib.join("libpostcopy_shim.a"))
+        .args(&libs)
+        .arg("-o")
+        .arg(&exe)
+        .output()
+        .expect("run gcc");
+    assert!(o.status.success(), "gcc (static): {}", text(&o));
+    let fixture = root().join("qemu-fixtures/qemu-10.0/postcopy-after-precopy.jsonl");
+    let o = run(&exe, &["replay", fixture.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let ldd = Command::new("ldd").arg(&exe).output().expect("run ldd");
+    assert!(
+        !String::from_utf8_lossy(&ldd.stdout).contains("libpostcopy_shim"),
+        "linked the shared library: {}",
+        text(&ldd)
+    );
+}

@@ -10,6 +10,9 @@
  *   migrate live-thread SRC_QMP DST_QMP URI
  *       VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY; a second thread waits for the first migration
  *       iteration, then calls lpc_domain_migrate_start_post_copy() while migrate blocks
+ *   migrate live-callback SRC_QMP DST_QMP URI
+ *       VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY; the migration-iteration callback itself calls
+ *       lpc_domain_migrate_start_post_copy() at iteration 2, as virsh does
  *
  * Output: one line per event ("src event lifecycle 3 7"), then "result: ..." and "state: ...".
  */
@@ -33,6 +36,8 @@ struct side {
 };
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static lpc_domain *switch_in_callback; /* live-callback: the source domain */
+static int callback_switch_rc = -2;
 static pthread_cond_t iterated = PTHREAD_COND_INITIALIZER;
 static int freed_opaques;
 
@@ -61,6 +66,12 @@ on_iteration(lpc_domain *dom, int iteration, void *opaque)
     s->last_iteration = iteration;
     pthread_cond_broadcast(&iterated);
     pthread_mutex_unlock(&lock);
+    if (switch_in_callback && iteration == 2) {
+        /* The callback gets the handle the caller registered on. */
+        callback_switch_rc = dom == switch_in_callback
+            ? lpc_domain_migrate_start_post_copy(dom, 0) : -3;
+        printf("callback: start_post_copy=%d\n", callback_switch_rc);
+    }
 }
 
 static void
@@ -214,7 +225,7 @@ replay(const char *file)
 }
 
 static int
-live(const char *src_qmp, const char *dst_qmp, const char *uri, int from_thread)
+live(const char *src_qmp, const char *dst_qmp, const char *uri, int from_thread, int from_callback)
 {
     lpc_domain *src = lpc_domain_open_qmp(src_qmp, 0);
     lpc_domain *dst = lpc_domain_open_qmp(dst_qmp, 0);
@@ -227,8 +238,10 @@ live(const char *src_qmp, const char *dst_qmp, const char *uri, int from_thread)
     pthread_t thread;
     int saw_suspended_postcopy = 0, saw_resumed_postcopy = 0;
 
-    if (!from_thread)
+    if (!from_thread && !from_callback)
         flags |= VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
+    if (from_callback)
+        switch_in_callback = src;
     if (!src || !dst || watch(src, &s) < 0 || watch(dst, &d) < 0)
         goto cleanup;
     /* libvirt's own helpers build the parameters; the library reads them as libvirt does. */
@@ -257,6 +270,8 @@ live(const char *src_qmp, const char *dst_qmp, const char *uri, int from_thread)
         goto cleanup;
     }
     printf("result: completed\n");
+    if (from_callback && callback_switch_rc != 0)
+        goto cleanup;
     if (from_thread) {
         pthread_join(thread, NULL);
         printf("thread: start_post_copy=%d running-job-type=%d dst-start=%d dst-stats=%d\n",
@@ -332,11 +347,14 @@ main(int argc, char **argv)
     if (argc == 3 && strcmp(argv[1], "replay") == 0)
         ret = replay(argv[2]);
     else if (argc == 5 && strcmp(argv[1], "live") == 0)
-        ret = live(argv[2], argv[3], argv[4], 0);
+        ret = live(argv[2], argv[3], argv[4], 0, 0);
     else if (argc == 5 && strcmp(argv[1], "live-thread") == 0)
-        ret = live(argv[2], argv[3], argv[4], 1);
+        ret = live(argv[2], argv[3], argv[4], 1, 0);
+    else if (argc == 5 && strcmp(argv[1], "live-callback") == 0)
+        ret = live(argv[2], argv[3], argv[4], 0, 1);
     else {
-        fprintf(stderr, "usage: %s replay FILE | live[-thread] SRC_QMP DST_QMP URI\n", argv[0]);
+        fprintf(stderr, "usage: %s replay FILE | live[-thread|-callback] SRC_QMP DST_QMP URI\n",
+                argv[0]);
         return 2;
     }
     return ret;
