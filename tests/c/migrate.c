@@ -10,6 +10,10 @@
  *   migrate live-thread SRC_QMP DST_QMP URI
  *       VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY; a second thread waits for the first migration
  *       iteration, then calls lpc_domain_migrate_start_post_copy() while migrate blocks
+ *   migrate live-abort SRC_QMP DST_QMP URI
+ *       VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY at 1 MiB/s; a second thread aborts the job in
+ *       pre-copy (after checking VIR_DOMAIN_ABORT_JOB_POSTCOPY and the destination refuse to);
+ *       migrate fails with VIR_ERR_OPERATION_ABORTED and the source runs on
  *   migrate live-callback SRC_QMP DST_QMP URI
  *       VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY; the migration-iteration callback itself calls
  *       lpc_domain_migrate_start_post_copy() at iteration 2, as virsh does
@@ -162,6 +166,80 @@ switch_to_postcopy(void *arg)
     if (w->rc < 0)
         fprintf(stderr, "start_post_copy: %s\n", lpc_get_last_error_message());
     return NULL;
+}
+
+struct aborter {
+    lpc_domain *src;
+    lpc_domain *dst;
+    struct side *src_side;
+    int postcopy_code;
+    int dst_code;
+    int rc;
+};
+
+static void *
+abort_job(void *arg)
+{
+    struct aborter *a = arg;
+
+    pthread_mutex_lock(&lock);
+    while (a->src_side->last_iteration < 1)
+        pthread_cond_wait(&iterated, &lock);
+    pthread_mutex_unlock(&lock);
+    /* Still in pre-copy: pausing a post-copy migration does not apply. */
+    if (lpc_domain_abort_job_flags(a->src, VIR_DOMAIN_ABORT_JOB_POSTCOPY) < 0)
+        a->postcopy_code = lpc_get_last_error_code();
+    if (lpc_domain_abort_job_flags(a->dst, 0) < 0)
+        a->dst_code = lpc_get_last_error_code();
+    a->rc = lpc_domain_abort_job_flags(a->src, 0);
+    if (a->rc < 0)
+        fprintf(stderr, "abort: %s\n", lpc_get_last_error_message());
+    return NULL;
+}
+
+static int
+live_abort(const char *src_qmp, const char *dst_qmp, const char *uri)
+{
+    lpc_domain *src = lpc_domain_open_qmp(src_qmp, 0);
+    lpc_domain *dst = lpc_domain_open_qmp(dst_qmp, 0);
+    virTypedParameterPtr params = NULL;
+    int nparams = 0, maxparams = 0, ret = 1, rc, code, state, reason;
+    struct side s = { "src", {{0}}, 0, 0, 0, 0 }, d = { "dst", {{0}}, 0, 0, 0, 0 };
+    struct aborter a = { NULL, NULL, NULL, 0, 0, -1 };
+    pthread_t thread;
+
+    if (!src || !dst || watch(src, &s) < 0 || watch(dst, &d) < 0)
+        goto cleanup;
+    if (virTypedParamsAddString(&params, &nparams, &maxparams, VIR_MIGRATE_PARAM_URI, uri) < 0 ||
+        virTypedParamsAddULLong(&params, &nparams, &maxparams,
+                                VIR_MIGRATE_PARAM_BANDWIDTH, 1) < 0)
+        goto cleanup;
+    a.src = src;
+    a.dst = dst;
+    a.src_side = &s;
+    if (pthread_create(&thread, NULL, abort_job, &a) != 0)
+        goto cleanup;
+    rc = lpc_domain_migrate(src, dst, params, nparams, VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY);
+    code = lpc_get_last_error_code();
+    printf("result: %d %s\n", rc, lpc_get_last_error_message());
+    pthread_mutex_lock(&lock);
+    s.last_iteration = s.last_iteration < 1 ? 1 : s.last_iteration; /* never wait forever */
+    pthread_cond_broadcast(&iterated);
+    pthread_mutex_unlock(&lock);
+    pthread_join(thread, NULL);
+    printf("abort: postcopy-flag=%d dst=%d rc=%d\n", a.postcopy_code, a.dst_code, a.rc);
+    if (rc != -1 || code != VIR_ERR_OPERATION_ABORTED || a.rc != 0 ||
+        a.postcopy_code != VIR_ERR_OPERATION_INVALID || a.dst_code != VIR_ERR_OPERATION_INVALID)
+        goto cleanup;
+    if (print_state(src, "src", &state, &reason) < 0 || state != VIR_DOMAIN_RUNNING)
+        goto cleanup;
+    ret = 0;
+
+ cleanup:
+    virTypedParamsFree(params, nparams);
+    lpc_domain_free(src);
+    lpc_domain_free(dst);
+    return ret;
 }
 
 static int
@@ -350,10 +428,12 @@ main(int argc, char **argv)
         ret = live(argv[2], argv[3], argv[4], 0, 0);
     else if (argc == 5 && strcmp(argv[1], "live-thread") == 0)
         ret = live(argv[2], argv[3], argv[4], 1, 0);
+    else if (argc == 5 && strcmp(argv[1], "live-abort") == 0)
+        ret = live_abort(argv[2], argv[3], argv[4]);
     else if (argc == 5 && strcmp(argv[1], "live-callback") == 0)
         ret = live(argv[2], argv[3], argv[4], 0, 1);
     else {
-        fprintf(stderr, "usage: %s replay FILE | live[-thread|-callback] SRC_QMP DST_QMP URI\n",
+        fprintf(stderr, "usage: %s replay FILE | live[-thread|-callback|-abort] SRC_QMP DST_QMP URI\n",
                 argv[0]);
         return 2;
     }
