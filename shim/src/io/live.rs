@@ -15,6 +15,24 @@ use crate::qmp::Framer;
 pub struct Monitor {
     writer: Box<dyn WriteStream>,
     reader: Option<Box<dyn ReadStream>>,
+    closer: Closer,
+}
+
+/// Shuts a monitor's socket down, so its reader thread ends and QEMU sees the client go (a QMP
+/// monitor serves one client at a time).
+#[derive(Debug)]
+enum Closer {
+    Unix(UnixStream),
+    Tcp(TcpStream),
+}
+
+impl Closer {
+    fn close(&self) {
+        let _ = match self {
+            Closer::Unix(s) => s.shutdown(std::net::Shutdown::Both),
+            Closer::Tcp(s) => s.shutdown(std::net::Shutdown::Both),
+        };
+    }
 }
 
 trait WriteStream: Write + Send + std::fmt::Debug {}
@@ -32,6 +50,7 @@ impl Monitor {
                 TcpStream::connect(hp).and_then(|s| {
                     Ok(Monitor {
                         reader: Some(Box::new(s.try_clone()?)),
+                        closer: Closer::Tcp(s.try_clone()?),
                         writer: Box::new(s),
                     })
                 })
@@ -39,6 +58,7 @@ impl Monitor {
                 UnixStream::connect(Path::new(addr)).and_then(|s| {
                     Ok(Monitor {
                         reader: Some(Box::new(s.try_clone()?)),
+                        closer: Closer::Unix(s.try_clone()?),
                         writer: Box::new(s),
                     })
                 })
@@ -106,6 +126,7 @@ type StopHook = Box<dyn FnMut(Side) + Send>;
 /// The engine's transport over two live monitors.
 pub struct LiveTransport {
     writers: [Box<dyn WriteStream>; 2],
+    closers: [Closer; 2],
     rx: Receiver<LoopMsg>,
     tx: Sender<LoopMsg>,
     waiting: Vec<(ApiCall, Sender<Result<ApiValue, VirError>>)>,
@@ -173,6 +194,7 @@ impl LiveTransport {
         }
         LiveTransport {
             writers: [src.writer, dst.writer],
+            closers: [src.closer, dst.closer],
             rx,
             tx,
             waiting: Vec::new(),
@@ -203,6 +225,14 @@ impl LiveTransport {
 
     fn elapsed(&self) -> Duration {
         self.stats.started.map(|s| s.elapsed()).unwrap_or_default()
+    }
+}
+
+impl Drop for LiveTransport {
+    fn drop(&mut self) {
+        for c in &self.closers {
+            c.close();
+        }
     }
 }
 
