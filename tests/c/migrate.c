@@ -137,6 +137,9 @@ struct switcher {
     int stats_type;
     int dst_code;
     int dst_stats_code;
+    int again_code;
+    virTypedParameterPtr params;
+    int nparams;
 };
 
 /* The second thread: once the first pass runs, look at the job, then switch to post-copy. */
@@ -160,6 +163,10 @@ switch_to_postcopy(void *arg)
         w->dst_code = lpc_get_last_error_code();
     if (lpc_domain_get_job_stats(w->dst, &w->stats_type, &params, &nparams, 0) < 0)
         w->dst_stats_code = lpc_get_last_error_code();
+    /* One migration at a time: the job lock is taken. */
+    if (lpc_domain_migrate(w->src, w->dst, w->params, w->nparams,
+                           VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY) < 0)
+        w->again_code = lpc_get_last_error_code();
 
     nanosleep(&second, NULL);
     w->rc = lpc_domain_migrate_start_post_copy(w->src, 0);
@@ -312,7 +319,7 @@ live(const char *src_qmp, const char *dst_qmp, const char *uri, int from_thread,
     unsigned long long iteration = 0, requests = 0;
     unsigned int flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY;
     struct side s = { "src", {{0}}, 0, 0, 0, 0 }, d = { "dst", {{0}}, 0, 0, 0, 0 };
-    struct switcher w = { NULL, NULL, NULL, -1, -1, 0, 0 };
+    struct switcher w = { NULL, NULL, NULL, -1, -1, 0, 0, 0, NULL, 0 };
     pthread_t thread;
     int saw_suspended_postcopy = 0, saw_resumed_postcopy = 0;
 
@@ -332,6 +339,8 @@ live(const char *src_qmp, const char *dst_qmp, const char *uri, int from_thread,
         w.src = src;
         w.dst = dst;
         w.src_side = &s;
+        w.params = params;
+        w.nparams = nparams;
         if (pthread_create(&thread, NULL, switch_to_postcopy, &w) != 0)
             goto cleanup;
     }
@@ -352,10 +361,12 @@ live(const char *src_qmp, const char *dst_qmp, const char *uri, int from_thread,
         goto cleanup;
     if (from_thread) {
         pthread_join(thread, NULL);
-        printf("thread: start_post_copy=%d running-job-type=%d dst-start=%d dst-stats=%d\n",
-               w.rc, w.stats_type, w.dst_code, w.dst_stats_code);
+        printf("thread: start_post_copy=%d running-job-type=%d dst-start=%d dst-stats=%d "
+               "migrate-again=%d\n",
+               w.rc, w.stats_type, w.dst_code, w.dst_stats_code, w.again_code);
         if (w.rc != 0 || w.dst_code != VIR_ERR_OPERATION_TIMEOUT ||
-            w.dst_stats_code != VIR_ERR_OPERATION_UNSUPPORTED)
+            w.dst_stats_code != VIR_ERR_OPERATION_UNSUPPORTED ||
+            w.again_code != VIR_ERR_OPERATION_TIMEOUT)
             goto cleanup;
     }
 
