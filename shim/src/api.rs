@@ -7,6 +7,19 @@
 //! libvirt domain object keeps between calls: its state, whether a migration job runs on it (and
 //! the [`Controller`] to reach that job from other threads), the last completed statistics and
 //! the event callbacks.
+//!
+//! ```no_run
+//! use postcopy_shim::api::{self, Domain};
+//! use postcopy_shim::driver::vocab::*;
+//! use postcopy_shim::driver::MigrateRequest;
+//!
+//! let (src, dst) = (Domain::open_qmp("/run/src.qmp"), Domain::open_qmp("/run/dst.qmp"));
+//! let flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
+//! match api::migrate(&src, &dst, MigrateRequest::new(flags, "tcp:127.0.0.1:4444")) {
+//!     Ok(outcome) => println!("{:?}", outcome.stats.get(param::memory_iteration())),
+//!     Err(e) => eprintln!("{}", e.message()),
+//! }
+//! ```
 
 use std::path::Path;
 use std::sync::mpsc::channel;
