@@ -38,10 +38,16 @@ pub fn snapshot_text(path: &Path) -> String {
         t.header.flag_names.join(" | ")
     );
     let uri = t.header.uri.clone();
+    let relay = t.header.connect_uri.clone();
     let (trace, r) = replay(t);
     for l in trace {
-        // The port is chosen at record time; keep snapshots about the protocol.
-        s.push_str(&l.replace(&uri, "URI"));
+        // Ports are chosen at record time; keep snapshots about the protocol.
+        let l = l.replace(&uri, "URI");
+        let l = match &relay {
+            Some(r) => l.replace(r, "RELAY_URI"),
+            None => l,
+        };
+        s.push_str(&l);
         s.push('\n');
     }
     s.push_str("---\n");

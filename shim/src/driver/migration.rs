@@ -916,8 +916,8 @@ impl Migration {
         // The destination never ran the guest: libvirt stops it (Finish with cancelled=1).
         if self.dst.active && !self.entered_postcopy {
             self.dst.active = false;
-            self.set_state(Side::Dst, state::SHUTOFF, sys_shutoff_failed());
-            self.emit(Side::Dst, event::STOPPED, sys_stopped_failed(), out);
+            self.set_state(Side::Dst, state::SHUTOFF, state::SHUTOFF_FAILED);
+            self.emit(Side::Dst, event::STOPPED, event::STOPPED_FAILED, out);
             out.push(Action::StopQemu { side: Side::Dst });
         }
         let err = self
@@ -1537,7 +1537,9 @@ impl Migration {
         // restores the source; after it, the surviving side is left paused and reported.
         let v = self.view_mut(side);
         v.active = false;
-        v.state = DomainState::new(state::SHUTOFF, sys_shutoff_crashed());
+        v.state = DomainState::new(state::SHUTOFF, state::SHUTOFF_CRASHED);
+        // qemuProcessHandleMonitorEOF: a QEMU gone without a SHUTDOWN event crashed.
+        self.emit(side, event::STOPPED, event::STOPPED_FAILED, out);
         let err = VirError::new(
             code::OPERATION_FAILED,
             format!(
@@ -1574,14 +1576,4 @@ impl Migration {
             self.fail(err, out);
         }
     }
-}
-
-fn sys_shutoff_failed() -> i32 {
-    virt_sys::VIR_DOMAIN_SHUTOFF_FAILED as i32
-}
-fn sys_shutoff_crashed() -> i32 {
-    virt_sys::VIR_DOMAIN_SHUTOFF_CRASHED as i32
-}
-fn sys_stopped_failed() -> i32 {
-    virt_sys::VIR_DOMAIN_EVENT_STOPPED_FAILED as i32
 }

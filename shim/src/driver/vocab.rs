@@ -213,6 +213,8 @@ pub mod state {
     pub const PAUSED_POSTCOPY: i32 = sys::VIR_DOMAIN_PAUSED_POSTCOPY as i32;
     pub const PAUSED_POSTCOPY_FAILED: i32 = sys::VIR_DOMAIN_PAUSED_POSTCOPY_FAILED as i32;
     pub const SHUTOFF_MIGRATED: i32 = sys::VIR_DOMAIN_SHUTOFF_MIGRATED as i32;
+    pub const SHUTOFF_FAILED: i32 = sys::VIR_DOMAIN_SHUTOFF_FAILED as i32;
+    pub const SHUTOFF_CRASHED: i32 = sys::VIR_DOMAIN_SHUTOFF_CRASHED as i32;
 }
 
 impl DomainState {
@@ -242,6 +244,8 @@ impl fmt::Display for DomainState {
             (PAUSED, PAUSED_POSTCOPY) => "post-copy",
             (PAUSED, PAUSED_POSTCOPY_FAILED) => "post-copy failed",
             (SHUTOFF, SHUTOFF_MIGRATED) => "migrated",
+            (SHUTOFF, SHUTOFF_FAILED) => "failed",
+            (SHUTOFF, SHUTOFF_CRASHED) => "crashed",
             _ => "unknown",
         };
         write!(f, "{s} ({r})")
@@ -266,6 +270,8 @@ pub mod event {
     pub const RESUMED_POSTCOPY: i32 = sys::VIR_DOMAIN_EVENT_RESUMED_POSTCOPY as i32;
     pub const RESUMED_POSTCOPY_FAILED: i32 = sys::VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED as i32;
     pub const STOPPED_MIGRATED: i32 = sys::VIR_DOMAIN_EVENT_STOPPED_MIGRATED as i32;
+    pub const STOPPED_FAILED: i32 = sys::VIR_DOMAIN_EVENT_STOPPED_FAILED as i32;
+    pub const STOPPED_CRASHED: i32 = sys::VIR_DOMAIN_EVENT_STOPPED_CRASHED as i32;
 
     /// VIR_DOMAIN_EVENT_ID_LIFECYCLE, VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION, VIR_DOMAIN_EVENT_ID_JOB_COMPLETED.
     pub const ID_LIFECYCLE: i32 = sys::VIR_DOMAIN_EVENT_ID_LIFECYCLE as i32;
@@ -283,6 +289,8 @@ pub mod event {
             (RESUMED, RESUMED_POSTCOPY) => "RESUMED_POSTCOPY",
             (RESUMED, RESUMED_POSTCOPY_FAILED) => "RESUMED_POSTCOPY_FAILED",
             (STOPPED, STOPPED_MIGRATED) => "STOPPED_MIGRATED",
+            (STOPPED, STOPPED_FAILED) => "STOPPED_FAILED",
+            (STOPPED, STOPPED_CRASHED) => "STOPPED_CRASHED",
             _ => "OTHER",
         }
     }

@@ -486,9 +486,23 @@ fn run_once(
         append: r.append || !first,
         ..r.clone()
     });
+    let on_stop = {
+        let procs = procs.clone();
+        let notes = notes.clone();
+        // libvirt's qemuProcessStop. The driver asks it only for a source that completed and for
+        // a destination that never ran the guest.
+        Box::new(move |side: Side| {
+            if let Ok(mut p) = procs.lock() {
+                p[if side == Side::Src { 0 } else { 1 }].kill();
+            }
+            if let Ok(mut n) = notes.lock() {
+                n.push(format!("{} QEMU stopped by the driver", side.tag()));
+            }
+        })
+    };
     let hooks = Hooks {
         on_event: Some(on_event),
-        on_stop: None,
+        on_stop: Some(on_stop),
         controller: Some(ctl_tx),
     };
     let live = run::migrate(src_qmp, dst_qmp, req.clone(), spec.as_ref(), hooks);
