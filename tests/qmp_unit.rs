@@ -218,3 +218,14 @@ fn messages_parse_without_a_session() {
         Ok(Message::Return { .. })
     ));
 }
+
+#[test]
+fn a_line_in_many_pieces_is_framed_once_whole() {
+    let mut f = Framer::new();
+    for b in b"{\"event\":\"STOP\"}\r" {
+        assert!(f.push(&[*b]).expect("ok").is_empty());
+    }
+    assert_eq!(f.push(b"\n{\"a\"").expect("ok"), ["{\"event\":\"STOP\"}"]);
+    assert_eq!(f.push(b":1}\n").expect("ok"), ["{\"a\":1}"]);
+    assert!(!f.has_partial());
+}

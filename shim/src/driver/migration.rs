@@ -625,34 +625,8 @@ impl Migration {
                 Step::DstQueryParams => {
                     self.main_cmd(Side::Dst, "query-migrate-parameters", None, out)
                 }
-                Step::DstSetCaps => {
-                    let dflags = self.flags & !VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
-                    match params::plan_caps(
-                        dflags,
-                        Party::Destination,
-                        &self.dst.caps,
-                        &self.src.caps,
-                    ) {
-                        Ok(caps) => {
-                            self.main_cmd(Side::Dst, "migrate-set-capabilities", Some(caps), out)
-                        }
-                        Err(e) => self.fail(e, out),
-                    }
-                }
-                Step::DstSetParams => {
-                    let cur = self.dst.orig_params.clone().unwrap_or(Value::Null);
-                    let p = params::migration_params(
-                        Party::Destination,
-                        &cur,
-                        None,
-                        self.req.postcopy_bandwidth_mib,
-                    );
-                    if p.as_object().is_some_and(|o| o.is_empty()) {
-                        self.step = Step::DstIncoming;
-                    } else {
-                        self.main_cmd(Side::Dst, "migrate-set-parameters", Some(p), out);
-                    }
-                }
+                Step::DstSetCaps => self.set_caps(Side::Dst, out),
+                Step::DstSetParams => self.set_params(Side::Dst, Step::DstIncoming, out),
                 Step::DstIncoming => {
                     let mut args = json!({"uri": self.req.uri});
                     // exit-on-error exists since QEMU 9.1; libvirt sends it only where QEMU has it.
@@ -664,29 +638,8 @@ impl Migration {
                 Step::SrcQueryParams => {
                     self.main_cmd(Side::Src, "query-migrate-parameters", None, out)
                 }
-                Step::SrcSetCaps => {
-                    match params::plan_caps(
-                        self.flags,
-                        Party::Source,
-                        &self.src.caps,
-                        &self.dst.caps,
-                    ) {
-                        Ok(caps) => {
-                            self.main_cmd(Side::Src, "migrate-set-capabilities", Some(caps), out)
-                        }
-                        Err(e) => self.fail(e, out),
-                    }
-                }
-                Step::SrcSetParams => {
-                    let cur = self.src.orig_params.clone().unwrap_or(Value::Null);
-                    let p = params::migration_params(
-                        Party::Source,
-                        &cur,
-                        self.req.bandwidth_mib,
-                        self.req.postcopy_bandwidth_mib,
-                    );
-                    self.main_cmd(Side::Src, "migrate-set-parameters", Some(p), out);
-                }
+                Step::SrcSetCaps => self.set_caps(Side::Src, out),
+                Step::SrcSetParams => self.set_params(Side::Src, Step::SrcMigrate, out),
                 Step::SrcMigrate => self.main_cmd(
                     Side::Src,
                     "migrate",
@@ -819,6 +772,38 @@ impl Migration {
             if self.step == before && self.awaiting.is_none() {
                 return; // waiting for events
             }
+        }
+    }
+
+    /// `migrate-set-capabilities` for a fresh migration (qemuMigrationParamsCheck): the peer's
+    /// list stands for the cookie's, so both sides decide the optional capabilities alike.
+    fn set_caps(&mut self, side: Side, out: &mut Vec<Action>) {
+        let (party, local, peer) = match side {
+            Side::Src => (Party::Source, &self.src.caps, &self.dst.caps),
+            Side::Dst => (Party::Destination, &self.dst.caps, &self.src.caps),
+        };
+        match params::plan_caps(self.flags, party, local, peer) {
+            Ok(caps) => self.main_cmd(side, "migrate-set-capabilities", Some(caps), out),
+            Err(e) => self.fail(e, out),
+        }
+    }
+
+    /// `migrate-set-parameters` for a fresh migration; nothing is sent for an empty set.
+    fn set_params(&mut self, side: Side, next: Step, out: &mut Vec<Action>) {
+        let (party, current) = match side {
+            Side::Src => (Party::Source, &self.src.orig_params),
+            Side::Dst => (Party::Destination, &self.dst.orig_params),
+        };
+        let p = params::migration_params(
+            party,
+            current.as_ref().unwrap_or(&Value::Null),
+            self.req.bandwidth_mib,
+            self.req.postcopy_bandwidth_mib,
+        );
+        if p.as_object().is_some_and(|o| o.is_empty()) {
+            self.step = next;
+        } else {
+            self.main_cmd(side, "migrate-set-parameters", Some(p), out);
         }
     }
 

@@ -9,6 +9,9 @@ pub const MAX_LINE: usize = 16 * 1024 * 1024;
 pub struct Framer {
     buf: Vec<u8>,
     max: usize,
+    /// How much of `buf` is known to hold no newline: a line that arrives in many pieces is
+    /// searched once, not from its start on every piece.
+    scanned: usize,
 }
 
 impl Framer {
@@ -20,6 +23,7 @@ impl Framer {
         Framer {
             buf: Vec::new(),
             max,
+            scanned: 0,
         }
     }
 
@@ -27,20 +31,25 @@ impl Framer {
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<String>, ProtocolError> {
         self.buf.extend_from_slice(bytes);
         let mut lines = Vec::new();
-        while let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-            let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-            line.pop();
+        let mut start = 0;
+        let mut from = self.scanned;
+        while let Some(off) = self.buf[from..].iter().position(|&b| b == b'\n') {
+            let end = from + off;
+            let mut line = &self.buf[start..end];
             if line.last() == Some(&b'\r') {
-                line.pop();
+                line = &line[..line.len() - 1];
             }
             if line.len() > self.max {
                 return Err(ProtocolError::LineTooLong { max: self.max });
             }
-            if line.iter().all(|b| b.is_ascii_whitespace()) {
-                continue;
+            if !line.iter().all(|b| b.is_ascii_whitespace()) {
+                lines.push(String::from_utf8_lossy(line).into_owned());
             }
-            lines.push(String::from_utf8_lossy(&line).into_owned());
+            start = end + 1;
+            from = start;
         }
+        self.buf.drain(..start);
+        self.scanned = self.buf.len();
         if self.buf.len() > self.max {
             return Err(ProtocolError::LineTooLong { max: self.max });
         }
