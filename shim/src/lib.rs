@@ -6,6 +6,7 @@
 //! replies and events come back io -> qmp -> driver.
 
 pub mod api;
+pub mod bench;
 pub mod driver;
 pub mod engine;
 pub mod ffi;

@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+mod bench;
+
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
@@ -42,6 +44,8 @@ enum Cmd {
         #[arg(long)]
         trace: bool,
     },
+    /// Benchmark the switching policies on real QEMU (docs/benchmark.md).
+    Bench(Box<bench::BenchArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -209,6 +213,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
         Cmd::Replay { file, trace } => replay(&file, trace),
+        Cmd::Bench(a) => bench::main(*a),
         Cmd::Migrate(a) => match migrate(*a) {
             Ok(code) => code,
             Err(e) => {

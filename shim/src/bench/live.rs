@@ -1,0 +1,463 @@
+//! One benchmark migration: two local QEMUs with our guest, the stream through the relay (the
+//! link emulator), one switching policy, and the guest's heartbeats timestamped on the host as
+//! they appear on the source's and the destination's serial console.
+//!
+//! Built from the public pieces of [`crate::io`] (QEMU processes, relay, `run::migrate` with its
+//! hooks) rather than [`crate::io::scenario`], because the polling policy needs the running job's
+//! [`Controller`] from its own thread, which a scenario plan does not hand out.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::channel;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::driver::vocab::{
+    param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+};
+use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side};
+use crate::io::qemu::{QemuConfig, QemuProcess};
+use crate::io::relay::Relay;
+use crate::io::run::{self, Hooks};
+use crate::io::Controller;
+
+/// How the switch to post-copy is made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Policy {
+    /// VIR_MIGRATE_LIVE only, aborted (AbortJob) when the time limit passes.
+    Precopy,
+    /// VIR_MIGRATE_POSTCOPY + StartPostCopy as soon as MIGRATION_ITERATION 1 arrives.
+    AtOnce,
+    /// VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY: the driver switches.
+    AfterPrecopy,
+    /// virsh's emulation: an event callback's thread calls StartPostCopy at iteration 2.
+    ClientEvent,
+    /// Nova's way: another thread polls GetJobStats every 500 ms, switches at iteration >= 2.
+    ClientPoll,
+}
+
+impl Policy {
+    pub const ALL: [Policy; 5] = [
+        Policy::Precopy,
+        Policy::AtOnce,
+        Policy::AfterPrecopy,
+        Policy::ClientEvent,
+        Policy::ClientPoll,
+    ];
+
+    /// Short name (CSV, options).
+    pub fn key(self) -> &'static str {
+        match self {
+            Policy::Precopy => "precopy",
+            Policy::AtOnce => "postcopy-at-once",
+            Policy::AfterPrecopy => "after-precopy",
+            Policy::ClientEvent => "client-event",
+            Policy::ClientPoll => "client-poll",
+        }
+    }
+
+    /// Name in tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Policy::Precopy => "pre-copy only",
+            Policy::AtOnce => "post-copy at once",
+            Policy::AfterPrecopy => "POSTCOPY_AFTER_PRECOPY",
+            Policy::ClientEvent => "virsh-style (event, iter 2)",
+            Policy::ClientPoll => "Nova-style (poll 500 ms)",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Policy> {
+        Policy::ALL.into_iter().find(|p| p.key() == s)
+    }
+
+    fn flags(self) -> u32 {
+        match self {
+            Policy::Precopy => VIR_MIGRATE_LIVE,
+            Policy::AfterPrecopy => {
+                VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY
+            }
+            _ => VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY,
+        }
+    }
+
+    /// True for the policies that switch to post-copy.
+    pub fn switches(self) -> bool {
+        self != Policy::Precopy
+    }
+}
+
+/// A guest workload.
+#[derive(Debug, Clone)]
+pub struct Workload {
+    /// Short name ("a", "b", ...).
+    pub name: String,
+    /// What it is, for the report.
+    pub what: String,
+    pub memory_mib: u64,
+    /// The guest's command line (qemu-fixtures/guest/README.md).
+    pub guest: String,
+}
+
+/// What every run shares.
+#[derive(Debug, Clone)]
+pub struct Env {
+    pub qemu: PathBuf,
+    pub qemu_root: Option<PathBuf>,
+    pub kernel: PathBuf,
+    pub workdir: PathBuf,
+    /// Pre-copy only is aborted after this long.
+    pub precopy_limit: Duration,
+    /// How long the host keeps watching the guest after the migration returned.
+    pub tail: Duration,
+    /// The serial files are polled this often.
+    pub poll: Duration,
+}
+
+/// The emulated link (relay): source -> destination rate and added one-way latency.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSpec {
+    pub rate_mib: u64,
+    pub latency_ms: u64,
+}
+
+/// One heartbeat line as the host saw it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Beat {
+    pub seq: u64,
+    /// Host time since the migrate call, ms.
+    pub host_ms: f64,
+    pub on_dst: bool,
+}
+
+/// What one run measured.
+#[derive(Debug, Clone, Default)]
+pub struct RunResult {
+    pub completed: bool,
+    /// Pre-copy only: the time limit passed and the job was aborted.
+    pub aborted_at_limit: bool,
+    pub error: Option<String>,
+    /// The migrate call, start to return, s.
+    pub total_s: f64,
+    pub went_postcopy: bool,
+    /// postcopy-active seen, ms after the migrate call.
+    pub switch_at_ms: Option<f64>,
+    /// MIGRATION_PASS >= 2 taken -> migrate-start-postcopy written (TransportStats).
+    pub switch_latency_ms: Option<f64>,
+    pub qemu_downtime_ms: Option<u64>,
+    pub postcopy_requests: Option<u64>,
+    pub iterations: Option<u64>,
+    /// QEMU's ram transferred, bytes.
+    pub ram_transferred: Option<u64>,
+    /// Bytes the relay forwarded source -> destination.
+    pub relay_bytes: u64,
+    pub beats: Vec<Beat>,
+    /// Migration end, ms after the migrate call.
+    pub end_ms: f64,
+    /// Guest verdict after the migration: CHECK OK lines seen / FAIL lines seen.
+    pub checks_ok: u64,
+    pub check_failures: u64,
+}
+
+/// Heartbeats, and the other verdict lines with their host times.
+type Seen = (Vec<Beat>, Vec<(f64, String)>);
+
+struct Follower {
+    stop: Arc<AtomicBool>,
+    handle: thread::JoinHandle<Seen>,
+}
+
+/// Follows a serial file from `from`, timestamping each complete line against `t0`.
+fn follow(path: PathBuf, from: u64, t0: Instant, on_dst: bool, poll: Duration) -> Follower {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    let handle = thread::spawn(move || {
+        let mut beats = Vec::new();
+        let mut other = Vec::new();
+        let mut file: Option<File> = None;
+        let mut partial = Vec::<u8>::new();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            let last = s.load(Ordering::SeqCst);
+            if file.is_none() {
+                if let Ok(mut f) = File::open(&path) {
+                    if f.seek(SeekFrom::Start(from)).is_ok() {
+                        file = Some(f);
+                    }
+                }
+            }
+            if let Some(f) = file.as_mut() {
+                while let Ok(n) = f.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    partial.extend_from_slice(&buf[..n]);
+                }
+                let now = t0.elapsed().as_secs_f64() * 1000.0;
+                while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
+                    let line: Vec<u8> = partial.drain(..=pos).collect();
+                    let line = String::from_utf8_lossy(&line).trim().to_string();
+                    if let Some(rest) = line.strip_prefix("HB ") {
+                        if let Some(seq) =
+                            rest.split_whitespace().next().and_then(|x| x.parse().ok())
+                        {
+                            beats.push(Beat {
+                                seq,
+                                host_ms: now,
+                                on_dst,
+                            });
+                        }
+                    } else if line.starts_with("CHECK") || line.starts_with("FAIL") {
+                        other.push((now, line));
+                    }
+                }
+            }
+            if last {
+                break;
+            }
+            thread::sleep(poll);
+        }
+        (beats, other)
+    });
+    Follower { stop, handle }
+}
+
+impl Follower {
+    fn finish(self) -> Seen {
+        self.stop.store(true, Ordering::SeqCst);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn len_of(p: &Path) -> u64 {
+    std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
+}
+
+type Procs = Arc<Mutex<Vec<QemuProcess>>>;
+
+fn kill(procs: &Procs, i: usize) {
+    if let Ok(mut p) = procs.lock() {
+        if let Some(q) = p.get_mut(i) {
+            q.kill();
+        }
+    }
+}
+
+/// Runs one migration of `w` with `policy` over `link`; `tag` names its work directory.
+pub fn run_one(
+    env: &Env,
+    w: &Workload,
+    link: LinkSpec,
+    policy: Policy,
+    tag: &str,
+) -> Result<RunResult, String> {
+    let dir = env.workdir.join(tag);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let mut envv = Vec::new();
+    let mut extra = Vec::new();
+    if let Some(root) = &env.qemu_root {
+        envv.push((
+            "QEMU_MODULE_DIR".to_string(),
+            root.join("usr/lib/x86_64-linux-gnu/qemu")
+                .display()
+                .to_string(),
+        ));
+        extra.extend([
+            "-L".to_string(),
+            root.join("usr/share/qemu").display().to_string(),
+            "-L".to_string(),
+            "/usr/share/seabios".to_string(),
+        ]);
+    }
+    let cfg = QemuConfig {
+        binary: env.qemu.clone(),
+        kernel: env.kernel.clone(),
+        append: w.guest.clone(),
+        memory_mib: w.memory_mib,
+        extra_args: extra,
+        env: envv,
+    };
+    let mut src =
+        QemuProcess::start(&cfg, &dir, "src", false).map_err(|e| format!("source QEMU: {e}"))?;
+    let dst = QemuProcess::start(&cfg, &dir, "dst", true)
+        .map_err(|e| format!("destination QEMU: {e}"))?;
+    src.wait_serial("READY", Duration::from_secs(120))
+        .map_err(|e| format!("guest on the source: {e}"))?;
+    let (src_serial, dst_serial) = (src.serial.clone(), dst.serial.clone());
+    let (src_qmp, dst_qmp) = (src.qmp.display().to_string(), dst.qmp.display().to_string());
+    let procs: Procs = Arc::new(Mutex::new(vec![src, dst]));
+
+    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
+    let target: SocketAddr = ([127, 0, 0, 1], port).into();
+    let relay = Relay::start(target).map_err(|e| format!("relay: {e}"))?;
+    relay.set_rate(link.rate_mib * 1024 * 1024);
+    relay.set_latency(Duration::from_millis(link.latency_ms));
+    let req = MigrateRequest {
+        flags: policy.flags(),
+        uri: format!("tcp:127.0.0.1:{port}"),
+        // QEMU's caps off (libvirt's unlimited default): the relay is the link.
+        bandwidth_mib: None,
+        postcopy_bandwidth_mib: None,
+        connect_uri: Some(format!("tcp:127.0.0.1:{}", relay.port())),
+    };
+
+    let t0 = Instant::now();
+    let fsrc = follow(src_serial.clone(), len_of(&src_serial), t0, false, env.poll);
+    let fdst = follow(dst_serial.clone(), 0, t0, true, env.poll);
+
+    let slot: Arc<Mutex<Option<Controller>>> = Arc::default();
+    let done = Arc::new(AtomicBool::new(false));
+    let aborted = Arc::new(AtomicBool::new(false));
+    let (ctl_tx, ctl_rx) = channel::<Controller>();
+    let helper = {
+        let slot = slot.clone();
+        let done = done.clone();
+        let aborted = aborted.clone();
+        let limit = env.precopy_limit;
+        thread::spawn(move || {
+            let Ok(c) = ctl_rx.recv() else { return };
+            if let Ok(mut g) = slot.lock() {
+                *g = Some(c.clone());
+            }
+            let started = Instant::now();
+            let mut next_poll = started + Duration::from_millis(500);
+            while !done.load(Ordering::SeqCst) {
+                match policy {
+                    Policy::Precopy if started.elapsed() >= limit => {
+                        aborted.store(true, Ordering::SeqCst);
+                        let _ = c.call(ApiCall::AbortJob { flags: 0 });
+                        return;
+                    }
+                    Policy::ClientPoll if Instant::now() >= next_poll => {
+                        next_poll += Duration::from_millis(500);
+                        let iter = match c.call(ApiCall::GetJobStats) {
+                            Some(Ok(ApiValue::Stats(s))) => s.get(param::memory_iteration()),
+                            None => return,
+                            _ => None,
+                        };
+                        if iter.is_some_and(|i| i >= 2) {
+                            let _ = c.call(ApiCall::StartPostCopy { flags: 0 });
+                            return;
+                        }
+                    }
+                    _ => {}
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        })
+    };
+    let on_event = {
+        let slot = slot.clone();
+        let mut fired = false;
+        Box::new(move |side: Side, ev: &DomainEvent| {
+            let at = match policy {
+                Policy::AtOnce => 1,
+                Policy::ClientEvent => 2,
+                _ => return,
+            };
+            if let (Side::Src, DomainEvent::MigrationIteration { iteration }) = (side, ev) {
+                if *iteration == at && !fired {
+                    fired = true;
+                    if let Some(c) = slot.lock().ok().and_then(|g| g.clone()) {
+                        // An event callback must not block the loop that answers the call.
+                        thread::spawn(move || {
+                            let _ = c.call(ApiCall::StartPostCopy { flags: 0 });
+                        });
+                    }
+                }
+            }
+        })
+    };
+    let on_stop = {
+        let procs = procs.clone();
+        Box::new(move |side: Side| kill(&procs, if side == Side::Src { 0 } else { 1 }))
+    };
+    let hooks = Hooks {
+        on_event: Some(on_event),
+        on_stop: Some(on_stop),
+        controller: Some(ctl_tx),
+    };
+    let live = run::migrate(&src_qmp, &dst_qmp, req, None, hooks);
+    let end = t0.elapsed();
+    done.store(true, Ordering::SeqCst);
+    let _ = helper.join();
+    let mut r = RunResult {
+        total_s: end.as_secs_f64(),
+        end_ms: end.as_secs_f64() * 1000.0,
+        aborted_at_limit: aborted.load(Ordering::SeqCst),
+        relay_bytes: relay.counters().0,
+        ..RunResult::default()
+    };
+    match &live {
+        Ok(l) => {
+            let base = l
+                .stats
+                .started
+                .map(|s| s.saturating_duration_since(t0).as_secs_f64() * 1000.0)
+                .unwrap_or(0.0);
+            r.switch_at_ms = l.stats.postcopy_at.map(|d| base + d.as_secs_f64() * 1000.0);
+            r.switch_latency_ms = l.stats.switch_latency.map(|d| d.as_secs_f64() * 1000.0);
+            match &l.report.result {
+                Ok(o) => {
+                    r.completed = true;
+                    r.went_postcopy = o.postcopy;
+                    r.qemu_downtime_ms = o.stats.get(param::downtime());
+                    r.postcopy_requests = o.stats.get(param::memory_postcopy_requests());
+                    r.iterations = o.stats.get(param::memory_iteration());
+                    r.ram_transferred = o.stats.get(param::memory_processed());
+                }
+                Err(e) => r.error = Some(e.message().to_string()),
+            }
+        }
+        Err(e) => r.error = Some(e.to_string()),
+    }
+    // Keep watching the guest where it runs now: heartbeats for the tail, then one CHECK.
+    let watch_until = Instant::now() + env.tail;
+    let cap = Instant::now() + env.tail + Duration::from_secs(6);
+    let check_file = if r.completed {
+        &dst_serial
+    } else {
+        &src_serial
+    };
+    let from = len_of(check_file);
+    loop {
+        let now = Instant::now();
+        if now >= cap {
+            break;
+        }
+        if now >= watch_until {
+            let text = std::fs::read(check_file).unwrap_or_default();
+            let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
+            if tail.lines().any(|l| l.starts_with("CHECK")) {
+                break;
+            }
+        }
+        thread::sleep(Duration::from_millis(50));
+    }
+    let (mut beats, mut checks) = fsrc.finish();
+    let (dbeats, dchecks) = fdst.finish();
+    beats.extend(dbeats);
+    checks.extend(dchecks);
+    for (_, line) in &checks {
+        if line.starts_with("CHECK OK") {
+            r.checks_ok += 1;
+        } else {
+            r.check_failures += 1;
+        }
+    }
+    r.beats = beats;
+    drop(relay);
+    kill(&procs, 0);
+    kill(&procs, 1);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(r)
+}
