@@ -11,5 +11,6 @@ pub mod driver;
 pub mod engine;
 pub mod ffi;
 pub mod io;
+pub mod libvirt_log;
 pub mod qmp;
 pub mod transcript;
