@@ -235,11 +235,16 @@ fn c_error_paths_without_qemu() {
     let exe = build(&c_source("errors.c"), "errors");
     let fixture = root().join("qemu-fixtures/qemu-10.0/postcopy-start-api.jsonl");
     let not_a_transcript = c_source("errors.c");
+    let truncated = work().join("truncated.jsonl");
+    let whole = std::fs::read_to_string(&fixture).unwrap();
+    let head: Vec<&str> = whole.lines().take(20).collect();
+    std::fs::write(&truncated, head.join("\n") + "\n").unwrap();
     let o = run(
         &exe,
         &[
             fixture.to_str().unwrap(),
             not_a_transcript.to_str().unwrap(),
+            truncated.to_str().unwrap(),
         ],
     );
     assert!(o.status.success(), "{}", text(&o));

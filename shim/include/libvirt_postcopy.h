@@ -75,7 +75,9 @@ extern "C" {
  * speaks something that is not QMP) are VIR_ERR_OPERATION_FAILED (input/output) or
  * VIR_ERR_INTERNAL_ERROR (protocol), with the text of the failure. A replay that does not match
  * its transcript fails with VIR_ERR_INTERNAL_ERROR and a message that starts with
- * LPC_REPLAY_DIVERGED_PREFIX, then names the transcript line, the recorded and the sent message.
+ * LPC_REPLAY_DIVERGED_PREFIX: a different command names the transcript line, the recorded and the
+ * sent message; a recording that ends while the driver still waits (or that the library cannot
+ * read) says so after "replay diverged: ".
  *
  * Returns: a pointer owned by the library, valid until the next lpc_ call in this thread; NULL
  * when the last call succeeded.

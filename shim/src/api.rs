@@ -396,6 +396,8 @@ struct ReplayProgress {
     transport: Option<ReplayTransport>,
     /// The next recorded call.
     next: usize,
+    /// A call failed to replay: no more calls.
+    failed: bool,
 }
 
 /// A recorded transcript standing in for two QEMUs: its source and destination domains.
@@ -438,6 +440,7 @@ impl Replay {
             progress: Mutex::new(ReplayProgress {
                 transport: Some(ReplayTransport::new(t)),
                 next: 0,
+                failed: false,
             }),
         });
         let side = |side| {
@@ -462,10 +465,13 @@ impl Replay {
     }
 
     /// The next migrate call the transcript recorded (flags, URI, bandwidths); None once every
-    /// recorded call was made.
+    /// recorded call was made, or once one failed to replay.
     pub fn next_request(&self) -> Option<MigrateRequest> {
-        let next = lock(&self.shared.progress).next;
-        self.shared.requests.get(next).cloned()
+        let p = lock(&self.shared.progress);
+        if p.failed {
+            return None;
+        }
+        self.shared.requests.get(p.next).cloned()
     }
 }
 
@@ -628,10 +634,13 @@ pub fn migrate(
                         on_event,
                     },
                 );
-                if r.is_ok() {
-                    let mut p = lock(&shared.progress);
-                    p.transport = Some(rt);
-                    p.next = next + 1;
+                let mut p = lock(&shared.progress);
+                match &r {
+                    Ok(_) => {
+                        p.transport = Some(rt);
+                        p.next = next + 1;
+                    }
+                    Err(_) => p.failed = true,
                 }
                 r
             }
@@ -649,7 +658,16 @@ pub fn migrate(
         Err(e) => {
             src.end_job(None, None);
             dst.end_job(None, None);
-            (Err(engine_error(e)), None)
+            let e = match e {
+                // Any failure of a replay (the recording ends early, a message it cannot take),
+                // not only a different command, means it did not match.
+                EngineError::Divergence(_) => engine_error(e),
+                other if replay => {
+                    VirError::new(code::INTERNAL_ERROR, format!("replay diverged: {other}"))
+                }
+                other => engine_error(other),
+            };
+            (Err(e), None)
         }
     };
     let _ = tx.send(Dispatch::End(completed));

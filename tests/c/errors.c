@@ -1,7 +1,7 @@
 /*
  * errors.c: every error path of the C API reachable without QEMU, and misuse.
  *
- *   errors FIXTURE NOT_A_TRANSCRIPT
+ *   errors FIXTURE NOT_A_TRANSCRIPT TRUNCATED_FIXTURE
  *
  * Each check prints "ok - ..." or "not ok - ..."; the exit status is the number of failures.
  * What the header documents as undefined (using a handle after freeing it) is not exercised.
@@ -98,8 +98,8 @@ main(int argc, char **argv)
     pthread_t t;
     const unsigned int pc = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY;
 
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s FIXTURE NOT_A_TRANSCRIPT\n", argv[0]);
+    if (argc != 4) {
+        fprintf(stderr, "usage: %s FIXTURE NOT_A_TRANSCRIPT TRUNCATED_FIXTURE\n", argv[0]);
         return 2;
     }
 
@@ -316,6 +316,24 @@ main(int argc, char **argv)
           rp == (virTypedParameterPtr)&freed, "then no call is left");
     lpc_replay_free(r);
     lpc_domain_free(rs);
+    lpc_domain_free(rs2);
+    lpc_domain_free(rd);
+
+    /* A recording that ends before the migration does is a replay that did not match. */
+    r = lpc_replay_open(argv[3], 0);
+    lpc_domain_free(rs2);
+    lpc_domain_free(rd);
+    rs2 = lpc_replay_get_source(r);
+    rd = lpc_replay_get_destination(r);
+    check(lpc_replay_get_migrate_params(r, &rp, &nrp, &rflags) == 1, "truncated: params");
+    check_error(lpc_domain_migrate(rs2, rd, rp, nrp, rflags), VIR_ERR_INTERNAL_ERROR, NULL,
+                "truncated: migrate fails");
+    check(strncmp(lpc_get_last_error_message(), LPC_REPLAY_DIVERGED_PREFIX,
+                  strlen(LPC_REPLAY_DIVERGED_PREFIX)) == 0, "... as a replay that diverged");
+    lpc_typed_params_free(rp, nrp);
+    check(lpc_replay_get_migrate_params(r, &rp, &nrp, &rflags) == 0,
+          "... after which no call is left");
+    lpc_replay_free(r);
     lpc_domain_free(rs2);
     lpc_domain_free(rd);
 
