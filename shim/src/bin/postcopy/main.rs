@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
+mod import;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
@@ -46,6 +47,8 @@ enum Cmd {
     },
     /// Benchmark the switching policies on real QEMU (docs/benchmark.md).
     Bench(Box<bench::BenchArgs>),
+    /// Turn a source and a destination libvirt daemon log into a transcript of one migration.
+    ImportLibvirtLog(Box<import::ImportArgs>),
 }
 
 #[derive(Args, Debug)]
@@ -214,6 +217,7 @@ fn main() -> ExitCode {
     match cli.cmd {
         Cmd::Replay { file, trace } => replay(&file, trace),
         Cmd::Bench(a) => bench::main(*a),
+        Cmd::ImportLibvirtLog(a) => import::main(*a),
         Cmd::Migrate(a) => match migrate(*a) {
             Ok(code) => code,
             Err(e) => {
