@@ -2,9 +2,10 @@
 //! link emulator), one switching policy, and the guest's heartbeats timestamped on the host as
 //! they appear on the source's and the destination's serial console.
 //!
-//! Built from the public pieces of [`crate::io`] (QEMU processes, relay, `run::migrate` with its
-//! hooks) rather than [`crate::io::scenario`], because the polling policy needs the running job's
-//! [`Controller`] from its own thread, which a scenario plan does not hand out.
+//! Built from the public pieces of [`crate::io`] (QEMU processes, `run::migrate` with its hooks)
+//! rather than [`crate::io::scenario`], because the polling policy needs the running job's
+//! [`Controller`] from its own thread, which a scenario plan does not hand out; and with the
+//! benchmark's own link emulator ([`super::link`]), whose delay does not cap the rate.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -21,9 +22,10 @@ use crate::driver::vocab::{
 };
 use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side};
 use crate::io::qemu::{QemuConfig, QemuProcess};
-use crate::io::relay::Relay;
 use crate::io::run::{self, Hooks};
 use crate::io::Controller;
+
+use super::link::Link;
 
 /// How the switch to post-copy is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -118,11 +120,12 @@ pub struct Env {
     pub poll: Duration,
 }
 
-/// The emulated link (relay): source -> destination rate and added one-way latency.
+/// The emulated link: source -> destination rate and round-trip time (half of it added in
+/// each direction).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkSpec {
     pub rate_mib: u64,
-    pub latency_ms: u64,
+    pub rtt_ms: u64,
 }
 
 /// One heartbeat line as the host saw it.
@@ -153,8 +156,10 @@ pub struct RunResult {
     pub iterations: Option<u64>,
     /// QEMU's ram transferred, bytes.
     pub ram_transferred: Option<u64>,
-    /// Bytes the relay forwarded source -> destination.
+    /// Bytes the link delivered source -> destination.
     pub relay_bytes: u64,
+    /// Connections the link accepted (2 would mean a second channel, e.g. preempt).
+    pub connections: u64,
     pub beats: Vec<Beat>,
     /// Migration end, ms after the migrate call.
     pub end_ms: f64,
@@ -298,9 +303,12 @@ pub fn run_one(
 
     let port = free_port().map_err(|e| format!("no free port: {e}"))?;
     let target: SocketAddr = ([127, 0, 0, 1], port).into();
-    let relay = Relay::start(target).map_err(|e| format!("relay: {e}"))?;
-    relay.set_rate(link.rate_mib * 1024 * 1024);
-    relay.set_latency(Duration::from_millis(link.latency_ms));
+    let relay = Link::start(
+        target,
+        link.rate_mib * 1024 * 1024,
+        Duration::from_micros(link.rtt_ms * 500),
+    )
+    .map_err(|e| format!("link emulator: {e}"))?;
     let req = MigrateRequest {
         flags: policy.flags(),
         uri: format!("tcp:127.0.0.1:{port}"),
@@ -395,6 +403,7 @@ pub fn run_one(
         end_ms: end.as_secs_f64() * 1000.0,
         aborted_at_limit: aborted.load(Ordering::SeqCst),
         relay_bytes: relay.counters().0,
+        connections: relay.counters().2,
         ..RunResult::default()
     };
     match &live {

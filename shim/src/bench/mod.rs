@@ -5,6 +5,7 @@
 //! guest's heartbeats on both serial consoles. A gap between consecutive beats (the sequence
 //! continues across the migration) is time the guest could not run. See docs/benchmark.md.
 
+pub mod link;
 pub mod live;
 pub mod replay;
 pub mod report;
@@ -81,8 +82,14 @@ pub struct Gaps {
     pub stall_ms: f64,
     /// The same, counting only gaps that start at or after the switch to post-copy.
     pub stall_after_switch_ms: Option<f64>,
+    /// Sum over gaps longer than [`LOST_FACTOR`] beats of (gap - beat): also counts the many
+    /// short waits a fast heartbeat splits a slow stretch into.
+    pub lost_ms: f64,
     pub beats: usize,
 }
+
+/// A gap counts as lost time when it is longer than this many beat periods.
+pub const LOST_FACTOR: f64 = 1.5;
 
 /// A gap counts as a stall when it is longer than this many beat periods.
 pub const STALL_FACTOR: f64 = 3.0;
@@ -107,6 +114,9 @@ pub fn gaps(r: &RunResult, beat_ms: f64) -> Gaps {
         let gap = (b - a).max(0.0);
         g.gaps.push((a, gap));
         g.longest_ms = g.longest_ms.max(gap);
+        if gap > LOST_FACTOR * beat_ms {
+            g.lost_ms += gap - beat_ms;
+        }
         if gap > STALL_FACTOR * beat_ms {
             g.stall_ms += gap - beat_ms;
             if r.switch_at_ms.is_some_and(|s| b >= s) {
@@ -242,9 +252,9 @@ pub fn run(config: Config) -> Result<Outcome, String> {
                         String::new()
                     };
                     eprint!(
-                        "[{k}/{total}] link {} MiB/s +{} ms, workload {}, rep {}/{}, {}{eta} ... ",
+                        "[{k}/{total}] link {} MiB/s, RTT +{} ms, workload {}, rep {}/{}, {}{eta} ... ",
                         link.rate_mib,
-                        link.latency_ms,
+                        link.rtt_ms,
                         w.name,
                         rep + 1,
                         config.reps,

@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::{beat_of, mmm, percentile, svg, Config, Outcome, Policy, Sample, STALL_FACTOR};
+use super::{
+    beat_of, mmm, percentile, svg, Config, Outcome, Policy, Sample, LOST_FACTOR, STALL_FACTOR,
+};
 
 fn werr(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> String + '_ {
     move |e| format!("cannot write {}: {e}", path.display())
@@ -15,8 +17,8 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 /// One line per run (rewritten after every run, so an interrupted benchmark keeps its data).
 pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String> {
     let mut s = String::from(
-        "link_mib_s,latency_ms,workload,rep,order,policy,completed,aborted_at_limit,total_s,\
-         longest_gap_ms,stall_ms,stall_after_switch_ms,beats,qemu_downtime_ms,postcopy_requests,\
+        "link_mib_s,rtt_ms,workload,rep,order,policy,completed,aborted_at_limit,total_s,\
+         longest_gap_ms,stall_ms,stall_after_switch_ms,lost_ms,beats,connections,qemu_downtime_ms,postcopy_requests,\
          postcopy_blocktime_ms,relay_bytes,ram_transferred,iterations,switch_at_ms,\
          switch_latency_ms,checks_ok,check_failures,load1,error\n",
     );
@@ -25,9 +27,9 @@ pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String>
         let r = &x.result;
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.3},{:.1},{:.1},{},{},{},{},n/a,{},{},{},{},{},{},{},{:.2},\"{}\"",
+            "{},{},{},{},{},{},{},{},{:.3},{:.1},{:.1},{},{:.1},{},{},{},{},n/a,{},{},{},{},{},{},{},{:.2},\"{}\"",
             l.rate_mib,
-            l.latency_ms,
+            l.rtt_ms,
             config.workloads[x.workload].name,
             x.rep + 1,
             x.order + 1,
@@ -38,7 +40,9 @@ pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String>
             x.gaps.longest_ms,
             x.gaps.stall_ms,
             opt(x.gaps.stall_after_switch_ms.map(|v| format!("{v:.1}"))),
+            x.gaps.lost_ms,
             x.gaps.beats,
+            r.connections,
             opt(r.qemu_downtime_ms),
             opt(r.postcopy_requests),
             r.relay_bytes,
@@ -78,6 +82,7 @@ pub struct Row {
     pub longest: Vec<f64>,
     pub stall: Vec<f64>,
     pub stall_after: Vec<f64>,
+    pub lost: Vec<f64>,
     pub downtime: Vec<f64>,
     pub requests: Vec<f64>,
     pub sent_mib: Vec<f64>,
@@ -119,6 +124,7 @@ pub fn rows(out: &Outcome, link: usize, wl: usize) -> Vec<Row> {
                     r.total_s.push(x.total_s);
                     r.longest.push(s.gaps.longest_ms);
                     r.stall.push(s.gaps.stall_ms);
+                    r.lost.push(s.gaps.lost_ms);
                     r.sent_mib.push(x.relay_bytes as f64 / 1048576.0);
                 }
                 if let Some(v) = s.gaps.stall_after_switch_ms {
@@ -182,15 +188,15 @@ fn lat_cell(v: &[f64]) -> String {
 pub fn table_md(out: &Outcome, link: usize, wl: usize) -> String {
     let mut s = String::from(
         "| policy | outcome | total time s | longest gap ms | stall ms | stall after switch ms \
-         | QEMU downtime ms | postcopy requests | postcopy-blocktime | sent MiB | switch latency ms \
+         | lost ms | QEMU downtime ms | postcopy requests | postcopy-blocktime | sent MiB | switch latency ms \
          | longest gap / at once | total time / at once |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows(out, link, wl) {
         let p = r.policy.unwrap_or(Policy::AtOnce);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | n/a | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | n/a | {} | {} | {} | {} |",
             p.label(),
             outcome_cell(&r),
             cell(&r.total_s, 1),
@@ -201,6 +207,7 @@ pub fn table_md(out: &Outcome, link: usize, wl: usize) -> String {
             } else {
                 cell(&r.stall_after, 0)
             },
+            cell(&r.lost, 0),
             cell(&r.downtime, 0),
             cell(&r.requests, 0),
             cell(&r.sent_mib, 0),
@@ -226,7 +233,7 @@ pub fn table_md(out: &Outcome, link: usize, wl: usize) -> String {
 
 fn summary_csv(out: &Outcome) -> String {
     let mut s = String::from(
-        "link_mib_s,latency_ms,workload,policy,runs,completed,did_not_converge,failed,\
+        "link_mib_s,rtt_ms,workload,policy,runs,completed,did_not_converge,failed,\
          total_s_med,total_s_min,total_s_max,longest_gap_ms_med,longest_gap_ms_min,longest_gap_ms_max,\
          stall_ms_med,stall_ms_min,stall_ms_max,stall_after_switch_ms_med,qemu_downtime_ms_med,\
          postcopy_requests_med,postcopy_blocktime,sent_mib_med,switch_latency_ms_med,\
@@ -245,7 +252,7 @@ fn summary_csv(out: &Outcome) -> String {
                     s,
                     "{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},n/a,{},{},{},{},{},{},{},{},{}",
                     l.rate_mib,
-                    l.latency_ms,
+                    l.rtt_ms,
                     w.name,
                     r.policy.map(Policy::key).unwrap_or(""),
                     r.runs,
@@ -289,7 +296,7 @@ pub fn targets(out: &Outcome) -> Vec<String> {
     for (li, l) in out.config.links.iter().enumerate() {
         for (wi, w) in out.config.workloads.iter().enumerate() {
             let rs = rows(out, li, wi);
-            let link = format!("link {} MiB/s +{} ms", l.rate_mib, l.latency_ms);
+            let link = format!("link {} MiB/s, RTT +{} ms", l.rate_mib, l.rtt_ms);
             if let Some(a) = find(Policy::AfterPrecopy, &rs) {
                 if let (Some((g, glo, ghi)), Some((t, tlo, thi))) =
                     (mmm(&a.gap_ratio), mmm(&a.time_ratio))
@@ -388,17 +395,18 @@ pub fn page(out: &Outcome) -> String {
     let _ = writeln!(
         s,
         "Two local QEMUs (TCG, `-M pc`), our guest kernel (qemu-fixtures/guest). The migration \
-         stream goes through our relay, which is the link: it throttles source → destination to \
-         the stated rate (token bucket, 50 ms burst) and adds the stated one-way delay to that \
-         direction; the return path (page requests) is not delayed. QEMU's own caps are off \
-         (no bandwidth parameters: libvirt's unlimited default), see BENCHMARK-NOTES. RTT \
-         without added delay is loopback's (well under 1 ms). Note: the relay applies its \
-         delay per read chunk (≤ 16 KiB), so a delay also caps throughput at 16 KiB per delay.\n"
+         stream goes through the benchmark's link emulator (shim/src/bench/link.rs): source → \
+         destination is paced to the stated rate (token bucket, 10 ms burst), and half the stated \
+         added RTT delays each direction (page requests included); a bounded queue of about one \
+         bandwidth-delay product + 256 KiB gives the sender backpressure. QEMU's own caps are off \
+         (no bandwidth parameters: libvirt's unlimited default), see BENCHMARK-NOTES. The base \
+         RTT is loopback's (well under 0.1 ms); kernel socket buffers on both sides add queueing \
+         as on a real host.\n"
     );
     let _ = writeln!(s, "Links: {}.\n", {
         c.links
             .iter()
-            .map(|l| format!("{} MiB/s, +{} ms one way", l.rate_mib, l.latency_ms))
+            .map(|l| format!("{} MiB/s, RTT +{} ms", l.rate_mib, l.rtt_ms))
             .collect::<Vec<_>>()
             .join("; ")
     });
@@ -440,7 +448,9 @@ pub fn page(out: &Outcome) -> String {
          downtime), measured from the migrate call to {:.1} s after it returned.\n\
          - **longest gap**; **stall** = sum over gaps longer than {STALL_FACTOR} beats of \
          (gap − beat), over the whole window; **stall after switch** = the same from the moment \
-         QEMU reported postcopy-active.\n\
+         QEMU reported postcopy-active; **lost** = sum over gaps longer than {LOST_FACTOR} \
+         beats of (gap − beat), which also counts the many short waits a frequent heartbeat \
+         splits a slow stretch into.\n\
          - **total time**: the migrate call, start to return (host clock). For pre-copy that did \
          not converge: until the abort returned.\n\
          - **QEMU downtime**: QEMU's `downtime` statistic (for post-copy not guest-visible \
@@ -481,10 +491,10 @@ pub fn page(out: &Outcome) -> String {
         for (wi, w) in c.workloads.iter().enumerate() {
             let _ = writeln!(
                 s,
-                "### Workload {} — link {} MiB/s, +{} ms\n\n{}\n\n{}\n",
+                "### Workload {} — link {} MiB/s, RTT +{} ms\n\n{}\n\n{}\n",
                 w.name,
                 l.rate_mib,
-                l.latency_ms,
+                l.rtt_ms,
                 w.what,
                 table_md(out, li, wi)
             );
@@ -517,10 +527,10 @@ pub fn write_all(out: &Outcome) -> Result<(), String> {
         for (wi, w) in out.config.workloads.iter().enumerate() {
             let _ = writeln!(
                 md,
-                "### Workload {} — link {} MiB/s, +{} ms\n\n{}",
+                "### Workload {} — link {} MiB/s, RTT +{} ms\n\n{}",
                 w.name,
                 l.rate_mib,
-                l.latency_ms,
+                l.rtt_ms,
                 table_md(out, li, wi)
             );
             svg::write(out, li, wi)?;

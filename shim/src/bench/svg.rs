@@ -75,11 +75,11 @@ fn gaps_svg(out: &Outcome, link: usize, wl: usize) -> String {
     let mut s = head(w, h);
     let _ = writeln!(
         s,
-        "<text x=\"{left}\" y=\"18\" font-size=\"14\">Heartbeat gaps, workload {} (link {} MiB/s, +{} ms); \
+        "<text x=\"{left}\" y=\"18\" font-size=\"14\">Heartbeat gaps, workload {} (link {} MiB/s, RTT +{} ms); \
          beat {beat} ms; run shown: the median longest gap of each policy</text>",
         esc(&out.config.workloads[wl].name),
         l.rate_mib,
-        l.latency_ms
+        l.rtt_ms
     );
     let _ = writeln!(
         s,
@@ -196,10 +196,10 @@ fn bars_svg(out: &Outcome, link: usize, wl: usize) -> String {
     let l = out.config.links[link];
     let _ = writeln!(
         s,
-        "<text x=\"20\" y=\"18\" font-size=\"14\">Workload {} (link {} MiB/s, +{} ms): median, whiskers min–max over {} repetitions</text>",
+        "<text x=\"20\" y=\"18\" font-size=\"14\">Workload {} (link {} MiB/s, RTT +{} ms): median, whiskers min–max over {} repetitions</text>",
         esc(&out.config.workloads[wl].name),
         l.rate_mib,
-        l.latency_ms,
+        l.rtt_ms,
         out.config.reps
     );
     type Get = fn(&report::Row) -> &Vec<f64>;

@@ -17,14 +17,15 @@ pub struct BenchArgs {
     /// Repetitions of every (link, workload, policy) (default 3; 1 with --quick).
     #[arg(long)]
     reps: Option<usize>,
-    /// Link rate source -> destination emulated by the relay, MiB/s; a comma list sweeps.
+    /// Link rate source -> destination (our link emulator), MiB/s; a comma list sweeps.
     #[arg(long, value_delimiter = ',', default_value = "32")]
     link_rate: Vec<u64>,
-    /// One-way delay the relay adds, ms; a comma list sweeps (crossed with --link-rate).
-    #[arg(long, value_delimiter = ',', default_value = "0")]
-    latency_ms: Vec<u64>,
+    /// Round-trip time the link emulator adds (half each way), ms; a comma list sweeps
+    /// (crossed with --link-rate).
+    #[arg(long, value_delimiter = ',', default_value = "0,10")]
+    rtt_ms: Vec<u64>,
     /// Pre-copy only is aborted (AbortJob) after this many seconds: "did not converge".
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 15)]
     precopy_limit: u64,
     /// The guest's heartbeat period, ms.
     #[arg(long, default_value_t = 20)]
@@ -132,10 +133,10 @@ fn run(a: BenchArgs) -> Result<(), String> {
     };
     let mut links = Vec::new();
     for &r in &a.link_rate {
-        for &l in &a.latency_ms {
+        for &l in &a.rtt_ms {
             links.push(LinkSpec {
                 rate_mib: r,
-                latency_ms: l,
+                rtt_ms: l,
             });
         }
     }
