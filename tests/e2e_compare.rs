@@ -1,0 +1,496 @@
+//! Does the shim send the QMP commands libvirt 11.3.0 sends?
+//!
+//! `ci/e2e` migrates guests between real virtqemud daemons and turns their debug logs into
+//! transcripts (`postcopy import-libvirt-log`, `postcopy_shim::libvirt_log`). Here each of them
+//! is replayed against the shim with `ReplayTransport`: the shim gets libvirt's replies and events
+//! and must send libvirt's commands, at the same points, with the same arguments. Before the
+//! replay, libvirt's conversation goes through the filter of tests/e2e/ALLOWED-DIFFERENCES.md
+//! ([`shim_view`]); anything else that differs fails the test with the first divergence.
+//!
+//! Without `E2E_TRANSCRIPTS` (a directory of imported transcripts) the comparison is skipped
+//! with a printed reason, so `cargo test` stays green on machines without libvirt. The importer
+//! itself is tested on a small log snippet in libvirt's format.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use serde_json::{json, Value};
+
+use postcopy_shim::libvirt_log::{import, parse_entries, ImportOptions, RECORDER};
+use postcopy_shim::transcript::format::MonitorTag;
+use postcopy_shim::transcript::{Record, ReplayTransport, Transcript};
+
+// ------------------------------------------------------------------ the filter
+
+/// Commands of a migration that the comparison keeps (ALLOWED-DIFFERENCES.md, entry 1).
+const MIGRATION_COMMANDS: &[&str] = &[
+    "query-migrate-parameters",
+    "migrate-set-capabilities",
+    "migrate-set-parameters",
+    "migrate-incoming",
+    "migrate",
+    "migrate-continue",
+    "cont",
+    "migrate-start-postcopy",
+    "migrate-recover",
+    "migrate-pause",
+    "migrate_cancel",
+    "query-migrate",
+];
+
+/// Events the comparison keeps (entry 2).
+const MIGRATION_EVENTS: &[&str] = &["MIGRATION", "MIGRATION_PASS", "STOP", "RESUME"];
+
+/// Flags the shim models; the rest (PEER2PEER, CHANGE_PROTECTION, ...) only say how the client
+/// reached the daemons (entry 5).
+const MODELLED_FLAGS: u32 = 1 | (1 << 15) | (1 << 19) | (1 << 21); // LIVE, POSTCOPY, POSTCOPY_RESUME, POSTCOPY_AFTER_PRECOPY
+
+fn exec(m: &Value) -> &str {
+    m.get("execute").and_then(Value::as_str).unwrap_or("")
+}
+
+fn mon_of(r: &Record) -> Option<MonitorTag> {
+    match r {
+        Record::Send { mon, .. } | Record::Recv { mon, .. } | Record::Closed { mon, .. } => {
+            Some(*mon)
+        }
+        _ => None,
+    }
+}
+
+/// The shim's own start of a migrate call on one monitor (entry 3): what it sends when it
+/// attaches to a QEMU, with libvirt's own reply to query-migrate-capabilities and the run
+/// state QEMU reports at that point.
+fn probe(mon: MonitorTag, caps: &Value, fresh: bool, status: Value, n: &mut u32) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut cmd = |out: &mut Vec<Record>, execute: &str, args: Option<Value>, ret: Value| {
+        *n += 1;
+        let id = format!("e2e-{n}");
+        let mut msg = json!({"execute": execute, "id": id});
+        if let Some(a) = args {
+            msg["arguments"] = a;
+        }
+        out.push(Record::Send { t: 0, mon, msg });
+        out.push(Record::Recv {
+            t: 0,
+            mon,
+            msg: json!({"return": ret, "id": id}),
+        });
+    };
+    cmd(&mut out, "query-migrate-capabilities", None, caps.clone());
+    if fresh {
+        cmd(
+            &mut out,
+            "migrate-set-capabilities",
+            Some(json!({"capabilities": [{"capability": "events", "state": true}]})),
+            json!({}),
+        );
+    }
+    cmd(&mut out, "query-status", None, status);
+    out
+}
+
+/// The QMP handshake of both monitors at the start of each migrate call (entry 3).
+fn handshake(greetings: &[Value; 2], n: &mut u32) -> Vec<Record> {
+    let mut out = Vec::new();
+    let mut ids = Vec::new();
+    for (i, mon) in [MonitorTag::Src, MonitorTag::Dst].into_iter().enumerate() {
+        *n += 1;
+        let id = format!("e2e-{n}");
+        out.push(Record::Recv {
+            t: 0,
+            mon,
+            msg: greetings[i].clone(),
+        });
+        out.push(Record::Send {
+            t: 0,
+            mon,
+            msg: json!({"execute": "qmp_capabilities", "id": id}),
+        });
+        ids.push((mon, id));
+    }
+    for (mon, id) in ids {
+        out.push(Record::Recv {
+            t: 0,
+            mon,
+            msg: json!({"return": {}, "id": id}),
+        });
+    }
+    out
+}
+
+fn default_greeting() -> Value {
+    json!({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}})
+}
+
+/// libvirt's conversation as the shim would have it (tests/e2e/ALLOWED-DIFFERENCES.md).
+pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
+    let records: Vec<Record> = t.records.iter().map(|(_, r)| r.clone()).collect();
+    let find_first = |mon: MonitorTag, pred: &dyn Fn(&Value) -> bool| {
+        records.iter().find_map(|r| match r {
+            Record::Recv { mon: m, msg, .. } if *m == mon && pred(msg) => Some(msg.clone()),
+            _ => None,
+        })
+    };
+    let greetings = [MonitorTag::Src, MonitorTag::Dst]
+        .map(|m| find_first(m, &|v| v.get("QMP").is_some()).unwrap_or_else(default_greeting));
+    // libvirt asks each QEMU for its capabilities when it starts it: the shim gets that reply.
+    let caps = |mon: MonitorTag| -> Result<Value, String> {
+        let id = records.iter().find_map(|r| match r {
+            Record::Send { mon: m, msg, .. }
+                if *m == mon && exec(msg) == "query-migrate-capabilities" =>
+            {
+                msg.get("id").cloned()
+            }
+            _ => None,
+        });
+        let id = id.ok_or(format!(
+            "no query-migrate-capabilities on the {mon:?} monitor"
+        ))?;
+        find_first(mon, &|v| v.get("id") == Some(&id))
+            .and_then(|v| v.get("return").cloned())
+            .ok_or(format!("no reply to query-migrate-capabilities on {mon:?}"))
+    };
+    let caps = [caps(MonitorTag::Src)?, caps(MonitorTag::Dst)?];
+
+    // Split into migrate calls at the `migrate` records.
+    let mut calls: Vec<Vec<Record>> = vec![Vec::new()];
+    let mut call_records: Vec<Option<Record>> = vec![None];
+    for r in records {
+        if let Record::Migrate { .. } = r {
+            calls.push(Vec::new());
+            call_records.push(Some(r));
+        } else if let Some(c) = calls.last_mut() {
+            c.push(r);
+        }
+    }
+
+    let mut n = 0u32;
+    let mut out: Vec<Record> = Vec::new();
+    for (ci, (call, migrate)) in calls.into_iter().zip(call_records).enumerate() {
+        if let Some(Record::Migrate {
+            t,
+            flags,
+            uri,
+            connect_uri,
+            bandwidth,
+            postcopy_bandwidth,
+            ..
+        }) = migrate
+        {
+            let flags = flags & MODELLED_FLAGS;
+            out.push(Record::Migrate {
+                t,
+                flags,
+                flag_names: postcopy_shim::driver::vocab::flag_names(flags)
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+                uri,
+                connect_uri,
+                bandwidth,
+                postcopy_bandwidth,
+            });
+        }
+        out.extend(handshake(&greetings, &mut n));
+        let fresh = ci == 0;
+        // Where the migration starts on each monitor: the first call's Prepare/Perform begins
+        // with query-migrate-parameters (entry 4); a later call's records are all its own.
+        let start = |mon: MonitorTag| -> usize {
+            if !fresh {
+                return 0;
+            }
+            call.iter()
+                .position(|r| {
+                    matches!(r, Record::Send { mon: m, msg, .. }
+                        if *m == mon && exec(msg) == "query-migrate-parameters")
+                })
+                .unwrap_or(call.len())
+        };
+        let starts = [start(MonitorTag::Src), start(MonitorTag::Dst)];
+        let mut probed = [false, false];
+        let status = |mon: MonitorTag| match (mon, fresh) {
+            (MonitorTag::Src, true) => json!({"status": "running", "running": true}),
+            (MonitorTag::Dst, true) => json!({"status": "inmigrate", "running": false}),
+            (MonitorTag::Src, false) => json!({"status": "finish-migrate", "running": false}),
+            (MonitorTag::Dst, false) => json!({"status": "running", "running": true}),
+        };
+        if fresh {
+            for (i, mon) in [MonitorTag::Src, MonitorTag::Dst].into_iter().enumerate() {
+                out.extend(probe(mon, &caps[i], true, status(mon), &mut n));
+                probed[i] = true;
+            }
+        }
+        let mut dropped: BTreeSet<(usize, String)> = BTreeSet::new();
+        for (i, r) in call.into_iter().enumerate() {
+            let side = match mon_of(&r) {
+                Some(MonitorTag::Src) => 0,
+                Some(MonitorTag::Dst) => 1,
+                None => {
+                    // api / api_return / note records are the client's calls: kept.
+                    if !matches!(r, Record::Note { .. }) {
+                        out.push(r);
+                    }
+                    continue;
+                }
+            };
+            if i < starts[side] {
+                continue;
+            }
+            let keep = match &r {
+                Record::Send { msg, .. } => {
+                    let k = MIGRATION_COMMANDS.contains(&exec(msg));
+                    if !k {
+                        if let Some(id) = msg.get("id").and_then(Value::as_str) {
+                            dropped.insert((side, id.to_string()));
+                        }
+                    }
+                    k
+                }
+                Record::Recv { msg, .. } => {
+                    if let Some(ev) = msg.get("event").and_then(Value::as_str) {
+                        MIGRATION_EVENTS.contains(&ev)
+                    } else if msg.get("QMP").is_some() {
+                        false
+                    } else {
+                        let id = msg.get("id").and_then(Value::as_str).unwrap_or("");
+                        !dropped.contains(&(side, id.to_string()))
+                    }
+                }
+                _ => false,
+            };
+            if !keep {
+                continue;
+            }
+            if !probed[side] {
+                let mon = if side == 0 {
+                    MonitorTag::Src
+                } else {
+                    MonitorTag::Dst
+                };
+                out.extend(probe(mon, &caps[side], false, status(mon), &mut n));
+                probed[side] = true;
+            }
+            out.push(r);
+        }
+    }
+
+    let mut header = t.header.clone();
+    header.flags &= MODELLED_FLAGS;
+    header.flag_names = postcopy_shim::driver::vocab::flag_names(header.flags)
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?;
+    text.push('\n');
+    for r in &out {
+        text.push_str(&serde_json::to_string(r).map_err(|e| e.to_string())?);
+        text.push('\n');
+    }
+    Transcript::parse(&format!("{} (shim view)", t.file), &text).map_err(|e| e.to_string())
+}
+
+/// Replays a libvirt transcript (through the filter) against the shim.
+fn compare(path: &std::path::Path) -> Result<String, String> {
+    let t = Transcript::load(path).map_err(|e| e.to_string())?;
+    let view = shim_view(&t)?;
+    if let Ok(dir) = std::env::var("E2E_SHIM_VIEW_DIR") {
+        let mut text = serde_json::to_string(&view.header).unwrap_or_default();
+        text.push('\n');
+        for (_, r) in &view.records {
+            text.push_str(&serde_json::to_string(r).unwrap_or_default());
+            text.push('\n');
+        }
+        let name = path.file_name().map(|f| f.to_string_lossy().into_owned());
+        let _ = std::fs::write(PathBuf::from(dir).join(name.unwrap_or_default()), text);
+    }
+    let calls = 1 + view
+        .records
+        .iter()
+        .filter(|(_, r)| matches!(r, Record::Migrate { .. }))
+        .count();
+    let mut replay = ReplayTransport::new(view);
+    let (reports, err) = replay.replay_all();
+    if let Some(e) = err {
+        let tail: Vec<&String> = replay.trace.iter().rev().take(12).collect();
+        let tail: Vec<&String> = tail.into_iter().rev().collect();
+        return Err(format!(
+            "{e}\n  the shim's last steps:\n    {}",
+            tail.iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("\n    ")
+        ));
+    }
+    if reports.len() != calls {
+        return Err(format!(
+            "{} migrate calls replayed, the transcript has {calls}",
+            reports.len()
+        ));
+    }
+    let sends = replay
+        .trace
+        .iter()
+        .filter(|l| l.starts_with("src -> ") || l.starts_with("dst -> "))
+        .count();
+    Ok(format!(
+        "{calls} migrate call(s), {sends} commands matched; outcome: {}",
+        reports
+            .iter()
+            .map(|r| format!(
+                "{:?}",
+                r.result.as_ref().map(|_| "ok").map_err(|e| e.to_string())
+            ))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+}
+
+#[test]
+fn libvirt_transcripts_replay_against_the_shim() {
+    let Ok(dir) = std::env::var("E2E_TRANSCRIPTS") else {
+        println!("skipped: E2E_TRANSCRIPTS is not set (ci/e2e sets it to the transcripts imported from real libvirt daemons)");
+        return;
+    };
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
+        Ok(d) => d
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+            .collect(),
+        Err(e) => {
+            println!("skipped: cannot read E2E_TRANSCRIPTS={dir}: {e}");
+            return;
+        }
+    };
+    files.sort();
+    if files.is_empty() {
+        println!("skipped: no transcripts in {dir}");
+        return;
+    }
+    let mut failures = Vec::new();
+    for f in &files {
+        match compare(f) {
+            Ok(s) => println!("same as libvirt: {}: {s}", f.display()),
+            Err(e) => {
+                println!("DIFFERENT from libvirt: {}:\n{e}", f.display());
+                failures.push(f.display().to_string());
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "the shim's QMP differs from libvirt's in: {failures:?}"
+    );
+}
+
+// ------------------------------------------------------------------ the importer
+
+/// A tiny source and destination log in libvirt 11.3.0's format (shortened JSON).
+const SRC_LOG: &str = r#"2026-11-26 05:00:00.100+0000: 900: debug : qemuConnectMonitor:2290 : Connect monitor to vm=0x7f00aa name='g1'
+2026-11-26 05:00:00.101+0000: 900: info : qemuMonitorOpenInternal:622 : QEMU_MONITOR_NEW: mon=0x7f0010 fd=30
+2026-11-26 05:00:00.102+0000: 901: debug : qemuMonitorJSONIOProcessLine:193 : Line [{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "Debian"}, "capabilities": ["oob"]}}]
+2026-11-26 05:00:00.103+0000: 900: info : qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0x7f0010 msg={"execute":"qmp_capabilities","id":"libvirt-1"}
+ fd=-1
+2026-11-26 05:00:00.103+0000: 901: info : qemuMonitorIOWrite:339 : QEMU_MONITOR_IO_WRITE: mon=0x7f0010 buf={"execute":"qmp_capabilities","id":"libvirt-1"}
+ len=47 ret=47 errno=0
+2026-11-26 05:00:00.104+0000: 901: info : qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0x7f0010 reply={"return": {}, "id": "libvirt-1"}
+2026-11-26 05:00:01.000+0000: 950: debug : qemuMigrationSrcPerform:6454 : driver=0x1, conn=(nil), vm=0x7f00aa, xmlin=<null>, dconnuri=qemu+unix:///system, uri=tcp://127.0.0.1, graphicsuri=<null>, listenAddress=<null>, migrate_disks=(nil), nbdPort=0, nbdURI=<null>, cookiein=<null>, cookieinlen=0, cookieout=(nil), cookieoutlen=(nil), flags=0x208003, dname=<null>, resource=20, v3proto=1
+2026-11-26 05:00:01.010+0000: 950: info : qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0x7f0010 msg={"execute":"migrate","arguments":{"detach":true,"resume":false,"uri":"tcp:127.0.0.1:49152"},"id":"libvirt-20"}
+ fd=-1
+2026-11-26 05:00:01.012+0000: 901: info : qemuMonitorJSONIOProcessLine:207 : QEMU_MONITOR_RECV_EVENT: mon=0x7f0010 event={"timestamp": {"seconds": 1, "microseconds": 2}, "event": "MIGRATION", "data": {"status": "setup"}}
+2026-11-26 05:00:01.013+0000: 901: info : qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0x7f0010 reply={"return": {}, "id": "libvirt-20"}
+2026-11-26 05:00:06.000+0000: 901: info : qemuMonitorJSONIOProcessLine:207 : QEMU_MONITOR_RECV_EVENT: mon=0x7f0010 event={"timestamp": {"seconds": 6, "microseconds": 0}, "event": "MIGRATION_PASS", "data": {"pass": 2}}
+2026-11-26 05:00:06.002+0000: 950: info : qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0x7f0010 msg={"execute":"migrate-start-postcopy","id":"libvirt-21"}
+ fd=-1
+2026-11-26 05:00:06.003+0000: 901: info : qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0x7f0010 reply={"return": {}, "id": "libvirt-21"}
+2026-11-26 05:00:07.000+0000: 777: info : qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0x7f0010 msg={"execute":"query-migrate","id":"libvirt-22"}
+ fd=-1
+2026-11-26 05:00:07.001+0000: 901: info : qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0x7f0010 reply={"return": {"status": "postcopy-active"}, "id": "libvirt-22"}
+2026-11-26 05:00:09.000+0000: 900: info : qemuMonitorClose:757 : QEMU_MONITOR_CLOSE: mon=0x7f0010
+2026-11-26 05:00:09.100+0000: 900: debug : qemuConnectMonitor:2290 : Connect monitor to vm=0x7f00bb name='other'
+2026-11-26 05:00:09.101+0000: 900: info : qemuMonitorOpenInternal:622 : QEMU_MONITOR_NEW: mon=0x7f0010 fd=31
+2026-11-26 05:00:09.102+0000: 900: info : qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0x7f0010 msg={"execute":"qmp_capabilities","id":"libvirt-1"}
+ fd=-1
+"#;
+
+const DST_LOG: &str = r#"2026-11-26 05:00:00.900+0000: 300: debug : qemuConnectMonitor:2290 : Connect monitor to vm=0x7f00cc name='g1'
+2026-11-26 05:00:00.901+0000: 300: info : qemuMonitorOpenInternal:622 : QEMU_MONITOR_NEW: mon=0x7f0020 fd=20
+2026-11-26 05:00:01.005+0000: 300: info : qemuMonitorSend:836 : QEMU_MONITOR_SEND_MSG: mon=0x7f0020 msg={"execute":"migrate-incoming","arguments":{"uri":"tcp:127.0.0.1:49152","exit-on-error":false},"id":"libvirt-15"}
+ fd=-1
+2026-11-26 05:00:01.006+0000: 301: info : qemuMonitorJSONIOProcessLine:212 : QEMU_MONITOR_RECV_REPLY: mon=0x7f0020 reply={"return": {}, "id": "libvirt-15"}
+"#;
+
+#[test]
+fn import_a_small_log_snippet() {
+    let entries = parse_entries(SRC_LOG);
+    assert_eq!(
+        entries.len(),
+        19,
+        "continuation lines belong to their entry"
+    );
+    assert_eq!(entries[0].thread, 900);
+    assert_eq!(entries[0].func, "qemuConnectMonitor");
+    assert_eq!(entries[1].ms - entries[0].ms, 1);
+
+    let opts = ImportOptions {
+        domain: "g1".into(),
+        scenario: "snippet".into(),
+        description: None,
+    };
+    let imported = import(SRC_LOG, DST_LOG, &opts).expect("import");
+    let h = &imported.header;
+    assert_eq!(h.recorder, RECORDER);
+    assert_eq!(h.scenario, "snippet");
+    assert_eq!(h.flags, 0x208003);
+    assert!(h.flag_names.iter().any(|f| f == "POSTCOPY_AFTER_PRECOPY"));
+    assert_eq!(h.uri, "tcp:127.0.0.1:49152");
+    assert!(h.qemu.src.starts_with("10.0.2"), "{}", h.qemu.src);
+
+    let lines: Vec<String> = imported
+        .records
+        .iter()
+        .map(|r| match r {
+            Record::Send { mon, msg, .. } => format!("{mon:?} -> {}", exec(msg)),
+            Record::Recv { mon, msg, .. } => match msg.get("event") {
+                Some(e) => format!("{mon:?} <- {}", e.as_str().unwrap_or("")),
+                None if msg.get("QMP").is_some() => format!("{mon:?} <- greeting"),
+                None => format!("{mon:?} <- reply"),
+            },
+            Record::Api { api, .. } => format!("api {}", api.call),
+            Record::ApiReturn { call, result, .. } => format!("api {call} returned {result}"),
+            other => format!("{other:?}"),
+        })
+        .collect();
+    // The SEND_MSG lines are used, not IO_WRITE (no duplicate); the greeting is attributed to
+    // the monitor by its I/O thread; the query-migrate of another thread is a client's call;
+    // the reused monitor pointer of domain 'other' is not ours.
+    assert_eq!(
+        lines,
+        [
+            "Src <- greeting",
+            "Src -> qmp_capabilities",
+            "Src <- reply",
+            "Dst -> migrate-incoming",
+            "Dst <- reply",
+            "Src -> migrate",
+            "Src <- MIGRATION",
+            "Src <- reply",
+            "Src <- MIGRATION_PASS",
+            "Src -> migrate-start-postcopy",
+            "Src <- reply",
+            "api get_job_stats",
+            "Src -> query-migrate",
+            "Src <- reply",
+            "api get_job_stats returned ok stats job_type=2",
+        ]
+    );
+    let s = &imported.summary;
+    assert_eq!(s.start_postcopy_count, 1);
+    assert_eq!(s.start_postcopy_by_api, 0);
+    assert!(s.after_pass2);
+    assert_eq!(s.latency_ms(), Some(2));
+    assert_eq!(s.src_statuses, ["setup"]);
+    // The transcript reads back.
+    let t = Transcript::parse("snippet", &imported.to_jsonl()).expect("parse");
+    assert_eq!(t.records.len(), lines.len());
+}
