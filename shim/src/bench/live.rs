@@ -73,6 +73,17 @@ impl Policy {
         }
     }
 
+    /// Name under a bar.
+    pub fn short(self) -> &'static str {
+        match self {
+            Policy::Precopy => "pre-copy only",
+            Policy::AtOnce => "post-copy at once",
+            Policy::AfterPrecopy => "AFTER_PRECOPY",
+            Policy::ClientEvent => "virsh-style",
+            Policy::ClientPoll => "Nova-style",
+        }
+    }
+
     pub fn parse(s: &str) -> Option<Policy> {
         Policy::ALL.into_iter().find(|p| p.key() == s)
     }

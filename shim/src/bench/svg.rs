@@ -270,7 +270,7 @@ fn bars_svg(out: &Outcome, link: usize, wl: usize) -> String {
                     if r.aborted > 0 { " (no conv.)" } else { "" }
                 );
             }
-            let words: Vec<&str> = p.label().split(' ').collect();
+            let words: Vec<&str> = p.short().split(' ').collect();
             let mid = words.len().div_ceil(2);
             for (k, line) in [words[..mid].join(" "), words[mid..].join(" ")]
                 .iter()
