@@ -135,6 +135,7 @@ fn automatic_recovery_waits_out_the_outage() {
         factor: 2,
         max: Duration::from_secs(2),
         deadline: Duration::from_secs(60),
+        attempts: 0,
     };
     let r = run(plan(
         "auto",
@@ -326,4 +327,100 @@ fn cleanup(r: &ScenarioResult) {
             let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
         }
     }
+}
+
+/// The public API's automatic recovery (what lpc_domain_migrate_auto_recover calls), on two
+/// QEMUs of the caller's: the stream is cut once the destination runs, the link comes back 2 s
+/// later, and the call returns success with nobody calling anything.
+#[test]
+fn api_migrate_with_recovery_completes_across_a_cut() {
+    use postcopy_shim::api::{self, Domain};
+    use postcopy_shim::driver::MigrateRequest;
+    use postcopy_shim::io::qemu::{QemuConfig, QemuProcess};
+    use postcopy_shim::io::relay::Relay;
+    use std::sync::Arc;
+
+    if skip() {
+        return;
+    }
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("postcopy-faults-{}-api", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = QemuConfig {
+        binary: "qemu-system-x86_64".into(),
+        kernel: kernel(),
+        append: "ro=64 hot=16 cold=32 rate=40 beat=20".into(),
+        memory_mib: 192,
+        extra_args: vec![],
+        env: vec![],
+    };
+    let mut src_q = QemuProcess::start(&cfg, &dir, "src", false).unwrap();
+    let dst_q = QemuProcess::start(&cfg, &dir, "dst", true).unwrap();
+    src_q
+        .wait_serial("READY", Duration::from_secs(120))
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let relay = Arc::new(Relay::start(([127, 0, 0, 1], port).into()).unwrap());
+    let src = Domain::open_qmp(&src_q.qmp.display().to_string());
+    let dst = Domain::open_qmp(&dst_q.qmp.display().to_string());
+    let req = MigrateRequest {
+        flags: APC,
+        uri: format!("tcp:127.0.0.1:{port}"),
+        bandwidth_mib: Some(32),
+        postcopy_bandwidth_mib: Some(8),
+        connect_uri: Some(format!("tcp:127.0.0.1:{}", relay.port())),
+    };
+    // Cut once the destination runs in post-copy; the link returns 2 s later.
+    let cutter = {
+        let (dst, relay) = (dst.clone(), relay.clone());
+        std::thread::spawn(move || {
+            let running_pc = DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY);
+            for _ in 0..6000 {
+                if dst.state(0).is_ok_and(|s| s == running_pc) {
+                    relay.cut(true);
+                    std::thread::sleep(Duration::from_secs(2));
+                    relay.up();
+                    return true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            false
+        })
+    };
+    let mut attempts = Vec::new();
+    let policy = RecoveryPolicy {
+        initial: Duration::from_millis(300),
+        ..Default::default()
+    };
+    let r = api::migrate_with_recovery(&src, &dst, req, &policy, |req, r| {
+        attempts.push((req.flags & VIR_MIGRATE_POSTCOPY_RESUME != 0, r.is_ok()));
+    });
+    assert!(
+        cutter.join().unwrap(),
+        "the destination never ran in post-copy: no cut"
+    );
+    assert!(r.is_ok(), "{r:?} after {attempts:?}");
+    assert!(attempts.len() >= 2, "{attempts:?}");
+    assert_eq!(
+        attempts[0],
+        (false, false),
+        "the first call fails in post-copy"
+    );
+    assert!(
+        attempts[1..].iter().all(|(resume, _)| *resume),
+        "recoveries carry POSTCOPY_RESUME"
+    );
+    assert_eq!(
+        src.state(0).unwrap(),
+        DomainState::new(state::SHUTOFF, state::SHUTOFF_MIGRATED)
+    );
+    assert_eq!(
+        dst.state(0).unwrap(),
+        DomainState::new(state::RUNNING, state::RUNNING_MIGRATED)
+    );
+    eprintln!("api auto recovery: {} calls", attempts.len());
 }

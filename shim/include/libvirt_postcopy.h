@@ -261,6 +261,29 @@ int lpc_domain_migrate(lpc_domain *src,
                        unsigned int flags);
 
 /**
+ * lpc_domain_migrate_auto_recover:
+ * @src, @dst, @params, @nparams, @flags: as lpc_domain_migrate()
+ * @deadline_ms: how long after the failure recovery attempts may start, in milliseconds (> 0)
+ *
+ * lpc_domain_migrate() with the opt-in automatic recovery policy, which libvirt and the management
+ * layers we know of lack: when the migration fails in post-copy (the source left
+ * VIR_DOMAIN_PAUSED/VIR_DOMAIN_PAUSED_POSTCOPY_FAILED, for example after the link was cut), the
+ * library waits (0.5 s, doubling up to 5 s) and calls lpc_domain_migrate() again with
+ * VIR_MIGRATE_POSTCOPY_RESUME added (and VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY removed), until a
+ * call succeeds or the next attempt would start later than @deadline_ms after the failure. Each
+ * attempt is an ordinary call: its errors, states and events are those of lpc_domain_migrate().
+ * Live domains only.
+ *
+ * Returns: 0 once a call completed the migration, -1 with the last call's error otherwise.
+ */
+int lpc_domain_migrate_auto_recover(lpc_domain *src,
+                                    lpc_domain *dst,
+                                    virTypedParameterPtr params,
+                                    int nparams,
+                                    unsigned int flags,
+                                    unsigned int deadline_ms);
+
+/**
  * lpc_domain_migrate_start_post_copy:
  * @dom: the source domain of a running migration
  * @flags: 0

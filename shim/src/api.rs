@@ -520,6 +520,32 @@ enum Mode {
     Replay(Arc<ReplayShared>),
 }
 
+/// [`migrate`] with the opt-in automatic recovery policy: while a call fails in post-copy (the
+/// source left PAUSED/POSTCOPY_FAILED), waits the policy's delay and calls again with
+/// VIR_MIGRATE_POSTCOPY_RESUME, until a call succeeds or the policy gives up. `on_attempt` sees
+/// every call's result (for reporting). Returns the last call's result.
+pub fn migrate_with_recovery(
+    src: &Arc<Domain>,
+    dst: &Arc<Domain>,
+    req: MigrateRequest,
+    policy: &crate::driver::RecoveryPolicy,
+    mut on_attempt: impl FnMut(&MigrateRequest, &Result<Outcome, VirError>),
+) -> Result<Outcome, VirError> {
+    let failed = DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED);
+    let mut calls = run::with_recovery(req, Some(policy), |req| {
+        let r = migrate(src, dst, req.clone());
+        on_attempt(req, &r);
+        let in_postcopy_failure = r.is_err() && src.state(0).is_ok_and(|st| st == failed);
+        (r, in_postcopy_failure)
+    });
+    calls.pop().unwrap_or_else(|| {
+        Err(VirError::new(
+            code::INTERNAL_ERROR,
+            "no migrate call was made",
+        ))
+    })
+}
+
 /// virDomainMigrate3 from `src` to `dst`: blocks until the migration completed or failed.
 /// `src` and `dst` are two live domains, or the source and the destination of one replay.
 pub fn migrate(

@@ -194,6 +194,19 @@ main(int argc, char **argv)
                 "argument unsupported: post-copy migration is not supported with non-live or "
                 "paused migration",
                 "POSTCOPY with PAUSED");
+    check_error(lpc_domain_migrate_auto_recover(d, d2, p, n, pc, 0), VIR_ERR_INVALID_ARG,
+                "invalid argument: deadline_ms in lpc_domain_migrate_auto_recover must be greater "
+                "than zero",
+                "auto_recover with no deadline");
+    check_error(lpc_domain_migrate_auto_recover(NULL, d2, p, n, pc, 1000), VIR_ERR_INVALID_ARG,
+                NULL, "auto_recover(src NULL)");
+    check_error(lpc_domain_migrate_auto_recover(d, d2, p, n,
+                                                VIR_MIGRATE_LIVE |
+                                                VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY, 1000),
+                VIR_ERR_INVALID_ARG,
+                "invalid argument: Flag 'VIR_MIGRATE_POSTCOPY' is required by flag "
+                "'VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY'",
+                "auto_recover checks flags as migrate does");
     check_error(lpc_domain_migrate(d, d2, p, n, pc | VIR_MIGRATE_TUNNELLED),
                 VIR_ERR_ARGUMENT_UNSUPPORTED,
                 "argument unsupported: post-copy is not supported with tunnelled migration",

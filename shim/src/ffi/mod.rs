@@ -469,6 +469,38 @@ pub unsafe extern "C" fn lpc_domain_migrate(
 }
 
 /// # Safety
+/// As [`lpc_domain_migrate`].
+#[no_mangle]
+pub unsafe extern "C" fn lpc_domain_migrate_auto_recover(
+    src: *mut lpc_domain,
+    dst: *mut lpc_domain,
+    params: virTypedParameterPtr,
+    nparams: c_int,
+    flags: c_uint,
+    deadline_ms: c_uint,
+) -> c_int {
+    const F: &str = "lpc_domain_migrate_auto_recover";
+    error::guard(F, -1, || {
+        if deadline_ms == 0 {
+            return Err(invalid(format!(
+                "deadline_ms in {F} must be greater than zero"
+            )));
+        }
+        // SAFETY: forwarded contract of this function.
+        let s = unsafe { domain_arc(src, "src", F) }?;
+        // SAFETY: forwarded contract of this function.
+        let d = unsafe { domain_arc(dst, "dst", F) }?;
+        // SAFETY: forwarded contract of this function.
+        let req = unsafe { migrate_request(params, nparams, flags) }?;
+        let policy = crate::driver::RecoveryPolicy {
+            deadline: std::time::Duration::from_millis(u64::from(deadline_ms)),
+            ..Default::default()
+        };
+        api::migrate_with_recovery(&s, &d, req, &policy, |_, _| {}).map(|_| 0)
+    })
+}
+
+/// # Safety
 /// `dom` is NULL or a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn lpc_domain_migrate_start_post_copy(
@@ -716,6 +748,7 @@ same_prototypes!(
     lpc_replay_get_destination(_),
     lpc_replay_get_migrate_params(_, _, _, _),
     lpc_domain_migrate(_, _, _, _, _),
+    lpc_domain_migrate_auto_recover(_, _, _, _, _, _),
     lpc_domain_migrate_start_post_copy(_, _),
     lpc_domain_abort_job_flags(_, _),
     lpc_domain_get_job_stats(_, _, _, _, _),

@@ -182,3 +182,32 @@ pub fn migrate(
         }
     }
 }
+
+/// Makes a migrate call with `req`; while it fails in post-copy (the call's second value) and
+/// `policy` allows, sleeps the policy's delay and calls again with VIR_MIGRATE_POSTCOPY_RESUME.
+/// Returns every call's result, in order. Without a policy, one call.
+pub fn with_recovery<T>(
+    mut req: MigrateRequest,
+    policy: Option<&crate::driver::RecoveryPolicy>,
+    mut call: impl FnMut(&MigrateRequest) -> (T, bool),
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let mut failed_at: Option<std::time::Instant> = None;
+    let mut attempt = 0;
+    loop {
+        let (r, failed_in_postcopy) = call(&req);
+        out.push(r);
+        let Some(policy) = policy.filter(|_| failed_in_postcopy) else {
+            return out;
+        };
+        let since = failed_at
+            .get_or_insert_with(std::time::Instant::now)
+            .elapsed();
+        let Some(delay) = policy.next_delay(attempt, since) else {
+            return out;
+        };
+        std::thread::sleep(delay);
+        attempt += 1;
+        req.flags = crate::driver::recovery::resume_flags(req.flags);
+    }
+}

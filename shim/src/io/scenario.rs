@@ -15,7 +15,8 @@ use super::qemu::{QemuConfig, QemuProcess, SerialFollower};
 use super::relay::Relay;
 use super::run::{self, Hooks, RecordSpec};
 use super::{Controller, TransportStats};
-use crate::driver::vocab::{state, VIR_MIGRATE_POSTCOPY_RESUME};
+use crate::driver::vocab::state;
+use crate::driver::DomainState;
 use crate::driver::{
     ApiCall, ApiValue, DomainEvent, MigrateRequest, RecoveryPolicy, Side, VirError,
 };
@@ -208,7 +209,7 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
         }
         None => None,
     };
-    let mut req = MigrateRequest {
+    let req = MigrateRequest {
         flags: plan.flags,
         uri,
         bandwidth_mib: plan.bandwidth_mib,
@@ -230,12 +231,28 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
     if let Some(r) = record.as_mut() {
         r.epoch = Some(started);
     }
-    let mut attempt = 0u32;
+    let policy = match &plan.recovery {
+        Recovery::None => None,
+        Recovery::Manual { after_ms } => {
+            Some(RecoveryPolicy::once_after(Duration::from_millis(*after_ms)))
+        }
+        Recovery::Auto(p) => Some(*p),
+    };
     let mut first = true;
-    loop {
+    let mut setup_error = None;
+    let calls = run::with_recovery(req, policy.as_ref(), |req| {
+        if setup_error.is_some() {
+            return (None, false);
+        }
+        if !first {
+            if let (Recovery::Manual { .. }, Some(r)) = (&plan.recovery, &relay) {
+                // Recovery by hand: whoever recovers has fixed the link first.
+                r.up();
+            }
+        }
         let one = run_once(
             &plan,
-            &req,
+            req,
             record.as_ref(),
             first,
             &procs,
@@ -244,51 +261,41 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
             &notes,
             &src_qmp,
             &dst_qmp,
-        )?;
+        );
         first = false;
         if let Some(r) = record.as_mut() {
             r.append = true;
         }
+        match one {
+            Ok(one) => {
+                let failed_in_postcopy = one.report.result.is_err()
+                    && one.report.src_state
+                        == DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED);
+                if failed_in_postcopy {
+                    failed_at.get_or_insert_with(Instant::now);
+                }
+                (Some(one), failed_in_postcopy)
+            }
+            Err(e) => {
+                setup_error = Some(e);
+                (None, false)
+            }
+        }
+    });
+    if let Some(e) = setup_error {
+        return Err(e);
+    }
+    for one in calls.into_iter().flatten() {
         warnings.extend(one.warnings.iter().cloned());
         stats.push(one.stats.clone());
-        let failed_in_postcopy = one.report.result.is_err()
-            && one.report.src_state
-                == crate::driver::DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED);
-        let ok = one.report.result.is_ok();
-        runs.push(one.report);
-        if ok {
-            if let Some(at) = failed_at {
-                recovery_time = Some(at.elapsed());
-            }
+        if one.report.result.is_ok() {
+            recovery_time = failed_at.map(|t| t.elapsed());
             if plan.api_after {
-                let call = ApiCall::StartPostCopy { flags: 0 };
-                let r = one.idle.call_after(call);
+                let r = one.idle.call_after(ApiCall::StartPostCopy { flags: 0 });
                 push_log(&api_log, "start_postcopy (after)", &r);
             }
-            break;
         }
-        if !failed_in_postcopy {
-            break;
-        }
-        failed_at.get_or_insert_with(Instant::now);
-        let delay = match &plan.recovery {
-            Recovery::None => break,
-            Recovery::Manual { after_ms } if attempt == 0 => Duration::from_millis(*after_ms),
-            Recovery::Manual { .. } => break,
-            Recovery::Auto(policy) => match policy
-                .next_delay(attempt, failed_at.map(|t| t.elapsed()).unwrap_or_default())
-            {
-                Some(d) => d,
-                None => break,
-            },
-        };
-        attempt += 1;
-        thread::sleep(delay);
-        if let (Recovery::Manual { .. }, Some(r)) = (&plan.recovery, &relay) {
-            r.up();
-        }
-        req.flags |= VIR_MIGRATE_POSTCOPY_RESUME;
-        req.flags &= !crate::driver::vocab::VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
+        runs.push(one.report);
     }
 
     // Stop what libvirt would stop; leave a guest that may hold the only copy of its memory.
