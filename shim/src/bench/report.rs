@@ -385,6 +385,17 @@ pub fn page(out: &Outcome) -> String {
         out.elapsed.as_secs_f64() / 60.0,
         c.command
     );
+    let _ = writeln!(
+        s,
+        "To reproduce on a fresh machine (Debian 12, root; see the README):\n\n\
+         \x20   ci/migrate --postcopy --postcopy-after-precopy   # installs QEMU 10.0, builds target/release/postcopy\n\
+         \x20   qemu-fixtures/guest/build.sh target/guest        # the guest kernel\n\
+         \x20   target/release/postcopy bench                    # the default set: tables, CSV, SVG in target/bench\n\
+         \x20   target/release/postcopy bench --quick            # 1 repetition, small guest: about 1 minute\n\n\
+         Options: `--link-rate 16,32,64` and `--rtt-ms 0,10,50` sweep the link, `--reps`, \
+         `--precopy-limit`, `--beat`, `--workloads a,b`, `--workload NAME:MEM:GUEST`, \
+         `--policies`, `--replay N`; `postcopy bench --help`.\n"
+    );
     let _ = writeln!(s, "## Machine\n");
     let _ = writeln!(
         s,
