@@ -239,10 +239,8 @@ fn extract(text: &str, domain: &str, tag: MonitorTag) -> Vec<Msg> {
                 }
                 connecting.remove(&e.thread);
             }
-            Qmp::Close { mon } => {
-                if ours.remove(&mon) {
-                    active = !ours.is_empty();
-                }
+            Qmp::Close { mon } if ours.remove(&mon) => {
+                active = !ours.is_empty();
             }
             Qmp::Greeting { msg } => {
                 greeting.insert(e.thread, (e.ms, seq, msg));
@@ -325,7 +323,7 @@ pub struct Summary {
 
 impl Summary {
     pub fn latency_ms(&self) -> Option<u64> {
-        Some(self.start_postcopy_ms?.checked_sub(self.pass2_ms?)?)
+        self.start_postcopy_ms?.checked_sub(self.pass2_ms?)
     }
 }
 
@@ -456,16 +454,15 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
             }
             MsgKind::Send => {
                 let name = exec(&m.msg);
-                let api = (m.mon == MonitorTag::Src
+                let client = m.mon == MonitorTag::Src
                     && m.ms >= perform_ms
-                    && !migration_threads.contains(&m.thread))
-                .then(|| match name {
-                    "migrate-start-postcopy" => Some(("start_postcopy", 0)),
-                    "migrate-pause" => Some(("abort_job", 1)),
-                    "query-migrate" => Some(("get_job_stats", 0)),
+                    && !migration_threads.contains(&m.thread);
+                let api = match name {
+                    "migrate-start-postcopy" if client => Some(("start_postcopy", 0)),
+                    "migrate-pause" if client => Some(("abort_job", 1)),
+                    "query-migrate" if client => Some(("get_job_stats", 0)),
                     _ => None,
-                })
-                .flatten();
+                };
                 if name == "migrate-start-postcopy" && m.mon == MonitorTag::Src {
                     summary.start_postcopy_count += 1;
                     if api.is_some() {
