@@ -18,7 +18,8 @@
 //! [`import`] merges a source and a destination log, in time order, into one transcript of one
 //! domain: `recv` and `send` records for its monitors, and for each source-side migration call
 //! after the first a `migrate` record at the point the call started. A command written on the
-//! source by a thread other than the ones running the migration calls is a client's API call:
+//! source by a thread other than the one running the migration call in progress (the thread that
+//! logged the latest `qemuMigrationSrcPerform`) is a client's API call:
 //! `migrate-start-postcopy` (virDomainMigrateStartPostCopy, virsh's client-side switch or `virsh
 //! migrate-postcopy`), `migrate-pause` (virDomainAbortJobFlags(POSTCOPY)) and `query-migrate`
 //! (virDomainGetJobInfo, virsh's progress polling) are wrapped in `api`/`api_return` records.
@@ -371,7 +372,6 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
             opts.domain
         ));
     };
-    let migration_threads: BTreeSet<u64> = performs.iter().map(|p| p.1).collect();
     let mut all: Vec<Msg> = src.into_iter().chain(dst).collect();
     all.sort_by_key(|m| (m.ms, m.mon == MonitorTag::Dst, m.seq));
     let t0 = all.first().map(|m| m.ms).unwrap_or(0);
@@ -454,9 +454,12 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
             }
             MsgKind::Send => {
                 let name = exec(&m.msg);
-                let client = m.mon == MonitorTag::Src
-                    && m.ms >= perform_ms
-                    && !migration_threads.contains(&m.thread);
+                // The thread running the migrate call in progress (calls are sequential): the
+                // one that logged the latest qemuMigrationSrcPerform. A worker thread may run a
+                // later call after serving a client's call, hence by time.
+                let current = performs.iter().rev().find(|p| p.0 <= m.ms).map(|p| p.1);
+                let client =
+                    m.mon == MonitorTag::Src && m.ms >= perform_ms && current != Some(m.thread);
                 let api = match name {
                     "migrate-start-postcopy" if client => Some(("start_postcopy", 0)),
                     "migrate-pause" if client => Some(("abort_job", 1)),
