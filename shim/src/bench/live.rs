@@ -78,7 +78,7 @@ impl Policy {
         match self {
             Policy::Precopy => "pre-copy only",
             Policy::AtOnce => "post-copy at once",
-            Policy::AfterPrecopy => "AFTER_PRECOPY",
+            Policy::AfterPrecopy => "AFTER_PRECOPY flag",
             Policy::ClientEvent => "virsh-style",
             Policy::ClientPoll => "Nova-style",
         }
@@ -177,6 +177,10 @@ pub struct RunResult {
     /// Guest verdict after the migration: CHECK OK lines seen / FAIL lines seen.
     pub checks_ok: u64,
     pub check_failures: u64,
+    /// The guest's verify passes that ended after the migrate call: (host ms when the STAT line
+    /// appeared, the pass's duration in guest ms). A pass reads all of ro and hot and a window of
+    /// cold, so its duration shows how fast the guest ran, faults included.
+    pub passes: Vec<(f64, u64)>,
 }
 
 /// Heartbeats, and the other verdict lines with their host times.
@@ -227,7 +231,10 @@ fn follow(path: PathBuf, from: u64, t0: Instant, on_dst: bool, poll: Duration) -
                                 on_dst,
                             });
                         }
-                    } else if line.starts_with("CHECK") || line.starts_with("FAIL") {
+                    } else if line.starts_with("CHECK")
+                        || line.starts_with("FAIL")
+                        || line.starts_with("STAT ")
+                    {
                         other.push((now, line));
                     }
                 }
@@ -467,13 +474,23 @@ pub fn run_one(
     let (dbeats, dchecks) = fdst.finish();
     beats.extend(dbeats);
     checks.extend(dchecks);
-    for (_, line) in &checks {
-        if line.starts_with("CHECK OK") {
+    for (at, line) in &checks {
+        if let Some(rest) = line.strip_prefix("STAT ") {
+            // STAT <pass> ms=<n> ...: the pass's duration on the guest's clock.
+            if let Some(ms) = rest
+                .split_whitespace()
+                .find_map(|kv| kv.strip_prefix("ms="))
+                .and_then(|v| v.parse().ok())
+            {
+                r.passes.push((*at, ms));
+            }
+        } else if line.starts_with("CHECK OK") {
             r.checks_ok += 1;
         } else {
             r.check_failures += 1;
         }
     }
+    r.passes.sort_by(|a, b| a.0.total_cmp(&b.0));
     r.beats = beats;
     drop(relay);
     kill(&procs, 0);

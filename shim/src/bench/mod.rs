@@ -86,6 +86,8 @@ pub struct Gaps {
     /// short waits a fast heartbeat splits a slow stretch into.
     pub lost_ms: f64,
     pub beats: usize,
+    /// The slowest guest verify pass that ended after the migrate call, guest ms.
+    pub slowest_pass_ms: Option<f64>,
 }
 
 /// A gap counts as lost time when it is longer than this many beat periods.
@@ -127,6 +129,7 @@ pub fn gaps(r: &RunResult, beat_ms: f64) -> Gaps {
     if r.switch_at_ms.is_some() {
         g.stall_after_switch_ms = Some(after.max(0.0));
     }
+    g.slowest_pass_ms = r.passes.iter().map(|p| p.1 as f64).reduce(f64::max);
     g
 }
 

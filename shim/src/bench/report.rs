@@ -18,7 +18,7 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String> {
     let mut s = String::from(
         "link_mib_s,rtt_ms,workload,rep,order,policy,completed,aborted_at_limit,total_s,\
-         longest_gap_ms,stall_ms,stall_after_switch_ms,lost_ms,beats,connections,qemu_downtime_ms,postcopy_requests,\
+         longest_gap_ms,stall_ms,stall_after_switch_ms,lost_ms,slowest_pass_ms,beats,connections,qemu_downtime_ms,postcopy_requests,\
          postcopy_blocktime_ms,relay_bytes,ram_transferred,iterations,switch_at_ms,\
          switch_latency_ms,checks_ok,check_failures,load1,error\n",
     );
@@ -27,7 +27,7 @@ pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String>
         let r = &x.result;
         let _ = writeln!(
             s,
-            "{},{},{},{},{},{},{},{},{:.3},{:.1},{:.1},{},{:.1},{},{},{},{},n/a,{},{},{},{},{},{},{},{:.2},\"{}\"",
+            "{},{},{},{},{},{},{},{},{:.3},{:.1},{:.1},{},{:.1},{},{},{},{},{},n/a,{},{},{},{},{},{},{},{:.2},\"{}\"",
             l.rate_mib,
             l.rtt_ms,
             config.workloads[x.workload].name,
@@ -41,6 +41,7 @@ pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String>
             x.gaps.stall_ms,
             opt(x.gaps.stall_after_switch_ms.map(|v| format!("{v:.1}"))),
             x.gaps.lost_ms,
+            opt(x.gaps.slowest_pass_ms),
             x.gaps.beats,
             r.connections,
             opt(r.qemu_downtime_ms),
@@ -83,6 +84,7 @@ pub struct Row {
     pub stall: Vec<f64>,
     pub stall_after: Vec<f64>,
     pub lost: Vec<f64>,
+    pub slowest_pass: Vec<f64>,
     pub downtime: Vec<f64>,
     pub requests: Vec<f64>,
     pub sent_mib: Vec<f64>,
@@ -125,6 +127,9 @@ pub fn rows(out: &Outcome, link: usize, wl: usize) -> Vec<Row> {
                     r.longest.push(s.gaps.longest_ms);
                     r.stall.push(s.gaps.stall_ms);
                     r.lost.push(s.gaps.lost_ms);
+                    if let Some(v) = s.gaps.slowest_pass_ms {
+                        r.slowest_pass.push(v);
+                    }
                     r.sent_mib.push(x.relay_bytes as f64 / 1048576.0);
                 }
                 if let Some(v) = s.gaps.stall_after_switch_ms {
@@ -188,15 +193,15 @@ fn lat_cell(v: &[f64]) -> String {
 pub fn table_md(out: &Outcome, link: usize, wl: usize) -> String {
     let mut s = String::from(
         "| policy | outcome | total time s | longest gap ms | stall ms | stall after switch ms \
-         | lost ms | QEMU downtime ms | postcopy requests | postcopy-blocktime | sent MiB | switch latency ms \
+         | lost ms | slowest guest pass ms | QEMU downtime ms | postcopy requests | postcopy-blocktime | sent MiB | switch latency ms \
          | longest gap / at once | total time / at once |\n\
-         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in rows(out, link, wl) {
         let p = r.policy.unwrap_or(Policy::AtOnce);
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | n/a | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | n/a | {} | {} | {} | {} |",
             p.label(),
             outcome_cell(&r),
             cell(&r.total_s, 1),
@@ -208,6 +213,7 @@ pub fn table_md(out: &Outcome, link: usize, wl: usize) -> String {
                 cell(&r.stall_after, 0)
             },
             cell(&r.lost, 0),
+            cell(&r.slowest_pass, 0),
             cell(&r.downtime, 0),
             cell(&r.requests, 0),
             cell(&r.sent_mib, 0),
@@ -462,6 +468,10 @@ pub fn page(out: &Outcome) -> String {
          QEMU reported postcopy-active; **lost** = sum over gaps longer than {LOST_FACTOR} \
          beats of (gap − beat), which also counts the many short waits a frequent heartbeat \
          splits a slow stretch into.\n\
+         - **slowest guest pass**: the longest verify pass (all of ro and hot, a window of cold; \
+         the guest's `STAT ... ms=`) that ended between the migrate call and the end of the \
+         window: a guest that keeps beating but crawls through memory it must fault in shows \
+         here, not in the gaps.\n\
          - **total time**: the migrate call, start to return (host clock). For pre-copy that did \
          not converge: until the abort returned.\n\
          - **QEMU downtime**: QEMU's `downtime` statistic (for post-copy not guest-visible \

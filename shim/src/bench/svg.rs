@@ -203,13 +203,14 @@ fn bars_svg(out: &Outcome, link: usize, wl: usize) -> String {
         out.config.reps
     );
     type Get = fn(&report::Row) -> &Vec<f64>;
-    let panels: [(&str, Get); 2] = [
+    let panels: [(&str, Get); 3] = [
         ("longest heartbeat gap, ms", |r| &r.longest),
         ("total migration time, s", |r| &r.total_s),
+        ("slowest guest verify pass, ms", |r| &r.slowest_pass),
     ];
     for (pi, (title, get)) in panels.iter().enumerate() {
-        let x0 = 20.0 + pi as f64 * 455.0;
-        let (pw, y0, phh) = (430.0, 60.0, 200.0);
+        let x0 = 20.0 + pi as f64 * 303.0;
+        let (pw, y0, phh) = (285.0, 60.0, 200.0);
         let _ = writeln!(
             s,
             "<text x=\"{x0}\" y=\"44\" font-size=\"12\" font-weight=\"bold\">{title}</text>"
@@ -267,11 +268,11 @@ fn bars_svg(out: &Outcome, link: usize, wl: usize) -> String {
                     s,
                     "<text x=\"{cx:.1}\" y=\"{:.1}\" text-anchor=\"middle\">{label}{}</text>",
                     yv(hi) - 4.0,
-                    if r.aborted > 0 { " (no conv.)" } else { "" }
+                    if r.aborted > 0 { "*" } else { "" }
                 );
             }
             let words: Vec<&str> = p.short().split(' ').collect();
-            let mid = words.len().div_ceil(2);
+            let mid = words.len().div_ceil(2).max(1);
             for (k, line) in [words[..mid].join(" "), words[mid..].join(" ")]
                 .iter()
                 .enumerate()
@@ -285,6 +286,13 @@ fn bars_svg(out: &Outcome, link: usize, wl: usize) -> String {
                 );
             }
         }
+    }
+    if rows.iter().any(|r| r.aborted > 0) {
+        let _ = writeln!(
+            s,
+            "<text x=\"20\" y=\"{}\" fill=\"#555\">* did not converge: aborted at the pre-copy time limit</text>",
+            h - 8.0
+        );
     }
     s.push_str("</svg>\n");
     s
