@@ -279,7 +279,7 @@ fn bars_svg(out: &Outcome, link: usize, wl: usize) -> String {
             {
                 let _ = writeln!(
                     s,
-                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"9\">{}</text>",
+                    "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" font-size=\"8\">{}</text>",
                     bx + bwi / 2.0,
                     y0 + phh + 14.0 + 11.0 * k as f64,
                     esc(line)
