@@ -223,7 +223,6 @@ pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
             }
         }
         let mut dropped: BTreeSet<(usize, String)> = BTreeSet::new();
-        let mut src_status = String::new();
         for (i, r) in call.into_iter().enumerate() {
             let side = match mon_of(&r) {
                 Some(MonitorTag::Src) => 0,
@@ -239,24 +238,9 @@ pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
             if i < starts[side] {
                 continue;
             }
-            if let Record::Recv { msg, .. } = &r {
-                if side == 0 && msg.get("event").and_then(Value::as_str) == Some("MIGRATION") {
-                    src_status = msg
-                        .pointer("/data/status")
-                        .and_then(Value::as_str)
-                        .unwrap_or("")
-                        .to_string();
-                }
-            }
             let keep = match &r {
                 Record::Send { msg, .. } => {
-                    // Entry 7: libvirt's statistics refresh when the first wait of Perform
-                    // returns at pre-switchover (a real difference, reported; not an API call).
-                    let stats_refresh = side == 0
-                        && exec(msg) == "query-migrate"
-                        && src_status == "pre-switchover"
-                        && !matches!(out.last(), Some(Record::Api { .. }));
-                    let k = MIGRATION_COMMANDS.contains(&exec(msg)) && !stats_refresh;
+                    let k = MIGRATION_COMMANDS.contains(&exec(msg));
                     if !k {
                         if let Some(id) = msg.get("id").and_then(Value::as_str) {
                             dropped.insert((side, id.to_string()));

@@ -285,7 +285,11 @@ enum Step {
     SrcResumeParams,
     SrcResume,
     SrcWaitRecovered,
+    /// libvirt refreshes the statistics each time its wait returns: once recovery started...
+    SrcRecoveredStats,
     SrcWait,
+    /// ... and at pre-switchover, before migrate-continue.
+    SrcPauseStats,
     SrcContinue,
     SrcQueryStats,
     DstWaitFirst,
@@ -333,6 +337,7 @@ pub struct Migration {
     abort_requested: bool,
     dst_version: (u64, u64, u64),
     continue_sent: bool,
+    pause_stats_fetched: bool,
     resume: bool,
     /// libvirt's priv->migrationRecoverSetup: QEMU (9.1+) reported postcopy-recover-setup.
     recover_setup_seen: bool,
@@ -476,6 +481,7 @@ impl Migration {
             abort_requested: false,
             dst_version: versions[1],
             continue_sent: false,
+            pause_stats_fetched: false,
             resume: false,
             recover_setup_seen: false,
         }
@@ -682,7 +688,7 @@ impl Migration {
                     } else {
                         match self.src.status {
                             Some(MigStatus::PostcopyActive | MigStatus::Completed) => {
-                                self.enter_finish_resume()
+                                self.step = Step::SrcRecoveredStats
                             }
                             Some(MigStatus::PostcopyPaused | MigStatus::Failed) => {
                                 self.postcopy_failed(out)
@@ -698,7 +704,9 @@ impl Migration {
                     Some(json!({"state": "pre-switchover"})),
                     out,
                 ),
-                Step::SrcQueryStats => self.main_cmd(Side::Src, "query-migrate", None, out),
+                Step::SrcQueryStats | Step::SrcPauseStats | Step::SrcRecoveredStats => {
+                    self.main_cmd(Side::Src, "query-migrate", None, out)
+                }
                 Step::DstWaitFirst => match self.dst.status {
                     Some(MigStatus::PostcopyActive | MigStatus::Completed) => {
                         self.step = Step::DstCont
@@ -914,7 +922,12 @@ impl Migration {
 
     fn src_wait(&mut self, out: &mut Vec<Action>) {
         match self.src.status {
-            // libvirt waits until the STOP event has been processed before migrate-continue.
+            // The wait returns at pre-switchover: libvirt refreshes the statistics first, then
+            // waits until the STOP event has been processed, then sends migrate-continue.
+            Some(MigStatus::PreSwitchover) if !self.pause_stats_fetched => {
+                self.pause_stats_fetched = true;
+                self.step = Step::SrcPauseStats;
+            }
             Some(MigStatus::PreSwitchover)
                 if self.src.state.state != state::RUNNING && !self.continue_sent =>
             {
@@ -1061,7 +1074,11 @@ impl Migration {
             Step::DstIncoming => "migrate-incoming",
             Step::SrcMigrate => "migrate",
             Step::SrcContinue => "migrate-continue",
-            Step::SrcQueryStats | Step::SrcQueryFinal | Step::FailQuery => "query-migrate",
+            Step::SrcQueryStats
+            | Step::SrcQueryFinal
+            | Step::FailQuery
+            | Step::SrcPauseStats
+            | Step::SrcRecoveredStats => "query-migrate",
             Step::DstCont | Step::FailCont => "cont",
             Step::FailCancel => "migrate_cancel",
             _ => "?",
@@ -1189,6 +1206,16 @@ impl Migration {
                 }
             }
             Step::SrcContinue => self.step = Step::SrcWait,
+            Step::SrcPauseStats | Step::SrcRecoveredStats => {
+                if let Ok(st) = JobStats::from_query_migrate(&value) {
+                    self.stats = Some(st);
+                }
+                if step == Step::SrcPauseStats {
+                    self.step = Step::SrcWait;
+                } else {
+                    self.enter_finish_resume();
+                }
+            }
             Step::SrcQueryStats => {
                 if let Ok(s) = JobStats::from_query_migrate(&value) {
                     self.stats = Some(s);
