@@ -441,12 +441,30 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
             MsgKind::Perform(f) => {
                 perform_no += 1;
                 if perform_no > 1 {
+                    // This call's URIs: where the destination listens (migrate-incoming, or
+                    // migrate-recover for a recovery) and where the source connects.
+                    let after = |mon: MonitorTag, names: &[&str]| {
+                        all.iter()
+                            .find(|x| {
+                                x.mon == mon
+                                    && x.ms >= m.ms
+                                    && x.kind == MsgKind::Send
+                                    && names.contains(&exec(&x.msg))
+                            })
+                            .and_then(|x| x.msg.pointer("/arguments/uri"))
+                            .and_then(Value::as_str)
+                            .map(String::from)
+                    };
+                    let call_uri = after(MonitorTag::Dst, &["migrate-incoming", "migrate-recover"])
+                        .unwrap_or_else(|| uri.clone());
+                    let call_connect =
+                        after(MonitorTag::Src, &["migrate"]).filter(|c| *c != call_uri);
                     records.push(Record::Migrate {
                         t,
                         flags: f,
                         flag_names: flag_names(f).into_iter().map(String::from).collect(),
-                        uri: uri.clone(),
-                        connect_uri: header.connect_uri.clone(),
+                        uri: call_uri,
+                        connect_uri: call_connect,
                         bandwidth: header.bandwidth,
                         postcopy_bandwidth: header.postcopy_bandwidth,
                     });
