@@ -79,6 +79,8 @@ pub struct Row {
     pub completed: usize,
     pub aborted: usize,
     pub failed: usize,
+    /// Runs that went through post-copy (QEMU may complete a pre-copy despite the switch request).
+    pub in_postcopy: usize,
     pub total_s: Vec<f64>,
     pub longest: Vec<f64>,
     pub stall: Vec<f64>,
@@ -115,6 +117,9 @@ pub fn rows(out: &Outcome, link: usize, wl: usize) -> Vec<Row> {
                 let x = &s.result;
                 r.runs += 1;
                 r.guest_failures += x.check_failures;
+                if x.went_postcopy {
+                    r.in_postcopy += 1;
+                }
                 if x.completed {
                     r.completed += 1;
                 } else if x.aborted_at_limit {
@@ -167,6 +172,9 @@ fn outcome_cell(r: &Row) -> String {
     let mut parts = Vec::new();
     if r.completed > 0 {
         parts.push(format!("{}/{} completed", r.completed, r.runs));
+    }
+    if r.policy.is_some_and(Policy::switches) {
+        parts.push(format!("{}/{} via post-copy", r.in_postcopy, r.runs));
     }
     if r.aborted > 0 {
         parts.push(format!("{}/{} did not converge", r.aborted, r.runs));
