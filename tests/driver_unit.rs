@@ -821,3 +821,114 @@ fn an_unknown_status_in_an_event_changes_nothing() {
     f.pass(2);
     assert_eq!(f.count("migrate-start-postcopy"), 1);
 }
+
+// ---- recovery (B.1.6) ----
+
+fn resumed(memory: Option<postcopy_shim::driver::JobMemory>) -> Fake {
+    let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
+    let mut f = Fake::new(flags);
+    f.m = Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]).with_memory(memory);
+    f.status = ["postcopy-paused", "postcopy-paused"];
+    f.start();
+    f
+}
+
+#[test]
+fn resume_sends_no_capabilities_and_recovers_on_both_sides() {
+    let mut f = resumed(None);
+    assert_eq!(
+        f.count("migrate-set-capabilities"),
+        0,
+        "capabilities never change in a recovery"
+    );
+    assert_eq!(
+        f.args_of(Side::Dst, "migrate-recover"),
+        [json!({"uri": "tcp:127.0.0.1:4444"})]
+    );
+    assert_eq!(
+        f.args_of(Side::Src, "migrate"),
+        [json!({"uri": "tcp:127.0.0.1:4444", "detach": true, "resume": true})]
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    f.status(Side::Src, "postcopy-recover");
+    f.status(Side::Dst, "postcopy-recover");
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY)
+    );
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY)
+    );
+    f.status(Side::Src, "postcopy-active");
+    f.status(Side::Dst, "postcopy-active");
+    f.complete();
+    assert!(f.done.clone().expect("done").is_ok());
+    // Without the job's saved parameters there is nothing to restore: no empty command.
+    assert_eq!(f.args_of(Side::Dst, "migrate-set-parameters").len(), 0);
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_MIGRATED)
+    );
+}
+
+#[test]
+fn resume_restores_the_parameters_the_first_call_saved() {
+    let orig = json!({"tls-creds": "", "max-bandwidth": 134217728});
+    let mut f = resumed(Some(postcopy_shim::driver::JobMemory {
+        src_orig_params: None,
+        dst_orig_params: Some(orig.clone()),
+    }));
+    f.status(Side::Src, "postcopy-active");
+    f.complete();
+    assert!(f.done.clone().expect("done").is_ok());
+    assert_eq!(f.args_of(Side::Dst, "migrate-set-parameters"), [orig]);
+}
+
+#[test]
+fn resume_refuses_a_migration_that_has_not_failed() {
+    let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
+    for (st, detail) in [
+        ("none", "domain 'guest' is not being migrated"),
+        (
+            "active",
+            "migration of domain guest is not in post-copy phase",
+        ),
+        (
+            "postcopy-active",
+            "post-copy migration of domain guest has not failed",
+        ),
+        (
+            "postcopy-recover",
+            "resuming failed post-copy migration of domain guest already in progress",
+        ),
+    ] {
+        let mut f = Fake::new(flags);
+        f.status = [st, "postcopy-paused"];
+        f.start();
+        let e = f.done.clone().expect("done").expect_err("refused");
+        assert_eq!(
+            (e.code, e.detail.as_str()),
+            (code::OPERATION_INVALID, detail),
+            "{st}"
+        );
+        assert_eq!(f.count("migrate-recover"), 0);
+    }
+}
+
+#[test]
+fn after_precopy_completion_the_statistics_are_not_read_again() {
+    let mut f = Fake::started(VIR_MIGRATE_LIVE);
+    f.status(Side::Src, "completed");
+    let before = f.count("query-migrate");
+    f.status(Side::Dst, "completed");
+    assert!(f.done.clone().expect("done").is_ok());
+    assert_eq!(
+        f.count("query-migrate"),
+        before,
+        "qemuMigrationSrcComplete refreshes only after post-copy"
+    );
+}

@@ -120,6 +120,9 @@ struct Inner {
     state: DomainState,
     job: Option<Job>,
     completed: Option<JobStats>,
+    /// What the last migrate call's job kept (libvirt keeps it in the domain object), for a
+    /// recovery call with VIR_MIGRATE_POSTCOPY_RESUME.
+    memory: Option<crate::driver::JobMemory>,
 }
 
 type SharedCallback = Arc<Mutex<EventCallback>>;
@@ -173,6 +176,7 @@ impl Domain {
                 state: DomainState::new(state::RUNNING, state::RUNNING_UNPAUSED),
                 job: None,
                 completed: None,
+                memory: None,
             }),
             changed: Condvar::new(),
             callbacks: Mutex::new(Callbacks::default()),
@@ -633,6 +637,11 @@ pub fn migrate(
         }
     };
 
+    let memory = if req.flags & crate::driver::vocab::VIR_MIGRATE_POSTCOPY_RESUME != 0 {
+        lock(&src.inner).memory.clone()
+    } else {
+        None
+    };
     let result: Result<Report, EngineError> = match mode {
         Mode::Live(a, b) => {
             let (ctx, crx) = channel::<Controller>();
@@ -647,14 +656,16 @@ pub fn migrate(
                 controller: Some(ctx),
                 ..Default::default()
             };
-            let r = run::migrate(&a, &b, req, None, hooks).map(|live| live.report);
+            let r =
+                run::migrate_continuing(&a, &b, req, memory, None, hooks).map(|live| live.report);
             let _ = receiver.join();
             r
         }
         Mode::Replay(_) => match replaying {
             Some((shared, mut rt, next)) => {
-                let r = engine::run(
+                let r = engine::run_with(
                     req,
+                    memory,
                     &mut ReplayWithEvents {
                         inner: &mut rt,
                         on_event,
@@ -676,6 +687,7 @@ pub fn migrate(
 
     let (outcome, completed) = match result {
         Ok(report) => {
+            lock(&src.inner).memory = Some(report.memory.clone());
             let completed = report.result.as_ref().ok().map(|o| o.stats.clone());
             src.end_job(Some(report.src_state), completed.clone());
             dst.end_job(Some(report.dst_state), None);

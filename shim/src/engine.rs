@@ -5,7 +5,7 @@ use thiserror::Error;
 
 use crate::driver::{
     abort_without_job, start_postcopy_without_job, Action, ApiCall, ApiValue, DomainEvent,
-    DomainState, Input, MigrateRequest, Migration, Outcome, Side, VirError,
+    DomainState, Input, JobMemory, MigrateRequest, Migration, Outcome, Side, VirError,
 };
 use crate::qmp::{Output, ProtocolError, Session, SessionState};
 use crate::transcript::Divergence;
@@ -72,6 +72,8 @@ pub struct Report {
     pub src_state: DomainState,
     pub dst_state: DomainState,
     pub versions: [(u64, u64, u64); 2],
+    /// What the job keeps for a later call of the same migration (a recovery).
+    pub memory: JobMemory,
 }
 
 /// Formats an API result the way transcripts and snapshots record it.
@@ -104,6 +106,16 @@ fn idx(side: Side) -> usize {
 
 /// Runs one migration over `transport`.
 pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report, EngineError> {
+    run_with(req, None, transport)
+}
+
+/// Runs one migrate call; a recovery call continues the job `memory` of the failed call.
+pub fn run_with(
+    req: MigrateRequest,
+    memory: Option<JobMemory>,
+    transport: &mut dyn Transport,
+) -> Result<Report, EngineError> {
+    let mut memory = memory;
     let mut sessions = [Session::new(), Session::new()];
     let mut driver: Option<Migration> = None;
     let mut done: Option<Result<Outcome, VirError>> = None;
@@ -162,7 +174,8 @@ pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report,
                         if driver.is_none()
                             && sessions.iter().all(|s| s.state() == SessionState::Ready)
                         {
-                            let mut d = Migration::new(req.clone(), versions);
+                            let mut d =
+                                Migration::new(req.clone(), versions).with_memory(memory.take());
                             actions = d.start();
                             driver = Some(d);
                         }
@@ -229,5 +242,6 @@ pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report,
         src_state: d.view(Side::Src).state,
         dst_state: d.view(Side::Dst).state,
         versions,
+        memory: d.memory(),
     })
 }

@@ -70,6 +70,15 @@ impl MigrateRequest {
     }
 }
 
+/// What libvirt's job keeps between the calls of one migration (it lives in the daemon's domain
+/// object): the parameters saved in the first call's Prepare and Perform, which the end of a
+/// recovery restores. The shim hands it from one call to the next.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct JobMemory {
+    pub src_orig_params: Option<Value>,
+    pub dst_orig_params: Option<Value>,
+}
+
 /// The name the shim gives the domain in libvirt's messages ("domain '%s' ...").
 pub const DOMAIN_NAME: &str = "guest";
 
@@ -462,6 +471,23 @@ impl Migration {
         m
     }
 
+    /// A recovery call continues the job of the failed call: its saved parameters.
+    pub fn with_memory(mut self, memory: Option<JobMemory>) -> Self {
+        if let (true, Some(m)) = (self.resume, memory) {
+            self.src.orig_params = m.src_orig_params;
+            self.dst.orig_params = m.dst_orig_params;
+        }
+        self
+    }
+
+    /// What the job keeps for a later call of the same migration.
+    pub fn memory(&self) -> JobMemory {
+        JobMemory {
+            src_orig_params: self.src.orig_params.clone(),
+            dst_orig_params: self.dst.orig_params.clone(),
+        }
+    }
+
     fn fresh(req: MigrateRequest, versions: [(u64, u64, u64); 2], dst: DomainView) -> Self {
         Migration {
             flags: req.flags,
@@ -750,8 +776,19 @@ impl Migration {
                         self.main_cmd(Side::Dst, "migrate-set-parameters", Some(orig), out)
                     }
                 },
+                // qemuMigrationSrcComplete re-reads the statistics only after post-copy (those of
+                // the switch point are stale); after pre-copy it keeps those of Perform's wait.
                 Step::SrcWaitCompleted => match self.src.status {
-                    Some(MigStatus::Completed) => self.step = Step::SrcQueryFinal,
+                    Some(MigStatus::Completed)
+                        if self.src.state
+                            == DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY) =>
+                    {
+                        self.step = Step::SrcQueryFinal
+                    }
+                    Some(MigStatus::Completed) => {
+                        let stats = self.stats.clone().unwrap_or_default();
+                        self.complete_source(stats, out)
+                    }
                     Some(MigStatus::PostcopyPaused) => self.postcopy_failed(out),
                     _ => {}
                 },
@@ -851,6 +888,29 @@ impl Migration {
         self.dst.job = AsyncJob::MigrationIn;
         self.dst.phase = Phase::Prepare;
         self.step = Step::DstQueryParams;
+    }
+
+    /// The source's end of a completed migration (qemuMigrationSrcComplete): the completed
+    /// statistics, SHUTOFF/MIGRATED, STOPPED_MIGRATED, JOB_COMPLETED, and QEMU stopped.
+    fn complete_source(&mut self, mut stats: JobStats, out: &mut Vec<Action>) {
+        stats.job_type = job::COMPLETED;
+        self.src.job = AsyncJob::None;
+        self.src.phase = Phase::None;
+        self.src.active = false;
+        self.set_state(Side::Src, state::SHUTOFF, state::SHUTOFF_MIGRATED);
+        self.emit(Side::Src, event::STOPPED, event::STOPPED_MIGRATED, out);
+        out.push(Action::Emit {
+            side: Side::Src,
+            event: DomainEvent::JobCompleted,
+        });
+        out.push(Action::StopQemu { side: Side::Src });
+        self.step = Step::Finished;
+        out.push(Action::Done(Ok(Outcome {
+            stats,
+            postcopy: self.entered_postcopy,
+            switch: self.switch,
+            last_pass: self.last_pass,
+        })));
     }
 
     /// qemuMigrationAnyCanResume on both sides, then the QEMU check of Begin and Prepare. The shim
@@ -1177,7 +1237,14 @@ impl Migration {
                     Side::Dst => Step::Begin,
                 };
             }
-            Step::DstRecover => self.step = Step::SrcResumeParams,
+            Step::DstRecover => {
+                // The destination listens again: its postcopy-paused is history, not a new
+                // failure (QEMU 7.2 says `setup`, 10.0 says nothing until the source connects).
+                if self.dst.status == Some(MigStatus::PostcopyPaused) {
+                    self.dst.status = None;
+                }
+                self.step = Step::SrcResumeParams
+            }
             Step::SrcResumeParams => self.step = Step::SrcResume,
             Step::SrcResume => self.step = Step::SrcWaitRecovered,
             Step::DstQueryParams => {
@@ -1247,23 +1314,7 @@ impl Migration {
                         self.stats.clone().unwrap_or_default()
                     }
                 };
-                self.src.job = AsyncJob::None;
-                self.src.phase = Phase::None;
-                self.src.active = false;
-                self.set_state(Side::Src, state::SHUTOFF, state::SHUTOFF_MIGRATED);
-                self.emit(Side::Src, event::STOPPED, event::STOPPED_MIGRATED, out);
-                out.push(Action::Emit {
-                    side: Side::Src,
-                    event: DomainEvent::JobCompleted,
-                });
-                out.push(Action::StopQemu { side: Side::Src });
-                self.step = Step::Finished;
-                out.push(Action::Done(Ok(Outcome {
-                    stats,
-                    postcopy: self.entered_postcopy,
-                    switch: self.switch,
-                    last_pass: self.last_pass,
-                })));
+                self.complete_source(stats, out);
             }
             Step::FailQuery => {
                 let desc = value.get("error-desc").and_then(Value::as_str);

@@ -8,8 +8,8 @@ pub mod vocab;
 
 pub use migration::{
     abort_without_job, check_driver_flags, check_public_flags, start_postcopy_without_job, Action,
-    ApiCall, ApiValue, AsyncJob, DomainEvent, DomainView, Input, MigrateRequest, Migration,
-    Outcome, Phase, Side, SwitchedBy,
+    ApiCall, ApiValue, AsyncJob, DomainEvent, DomainView, Input, JobMemory, MigrateRequest,
+    Migration, Outcome, Phase, Side, SwitchedBy,
 };
 pub use recovery::RecoveryPolicy;
 pub use stats::{JobStats, MigStatus};

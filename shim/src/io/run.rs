@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use super::{Controller, LiveTransport, Monitor, Recorder, TransportStats};
 use crate::driver::vocab::flag_names;
+use crate::driver::JobMemory;
 use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
 use crate::engine::{self, EngineError, Report, Transport};
 use crate::transcript::format::{QemuVersions, MAGIC};
@@ -129,6 +130,19 @@ pub fn migrate(
     record: Option<&RecordSpec>,
     hooks: Hooks,
 ) -> Result<LiveRun, EngineError> {
+    migrate_continuing(src_qmp, dst_qmp, req, None, record, hooks)
+}
+
+/// [`migrate`] for a later call of the same migration (a recovery): `memory` is what the failed
+/// call's job kept ([`Report::memory`]).
+pub fn migrate_continuing(
+    src_qmp: &str,
+    dst_qmp: &str,
+    req: MigrateRequest,
+    memory: Option<JobMemory>,
+    record: Option<&RecordSpec>,
+    hooks: Hooks,
+) -> Result<LiveRun, EngineError> {
     let connect = |a: &str| {
         Monitor::connect(a, Duration::from_secs(20)).map_err(|e| EngineError::Io(e.to_string()))
     };
@@ -146,7 +160,7 @@ pub fn migrate(
     }
     match record {
         None => {
-            let report = engine::run(req, &mut live)?;
+            let report = engine::run_with(req, memory, &mut live)?;
             Ok(LiveRun {
                 report,
                 stats: live.stats.clone(),
@@ -169,7 +183,7 @@ pub fn migrate(
                 let file = File::create(&spec.path).map_err(cannot)?;
                 Recorder::new(live, file, &header(&req, spec), epoch).map_err(cannot)?
             };
-            let report = engine::run(req, &mut rec)?;
+            let report = engine::run_with(req, memory, &mut rec)?;
             let stats = rec.inner().stats.clone();
             let warnings = rec.inner().warnings.clone();
             let idle = rec.rewrap(Idle);

@@ -18,7 +18,7 @@ use super::{Controller, TransportStats};
 use crate::driver::vocab::state;
 use crate::driver::DomainState;
 use crate::driver::{
-    ApiCall, ApiValue, DomainEvent, MigrateRequest, RecoveryPolicy, Side, VirError,
+    ApiCall, ApiValue, DomainEvent, JobMemory, MigrateRequest, RecoveryPolicy, Side, VirError,
 };
 use crate::engine::{api_result_text, EngineError, Report};
 
@@ -240,6 +240,7 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
     };
     let mut first = true;
     let mut setup_error = None;
+    let mut memory = None;
     let calls = run::with_recovery(req, policy.as_ref(), |req| {
         if setup_error.is_some() {
             return (None, false);
@@ -253,6 +254,7 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
         let one = run_once(
             &plan,
             req,
+            memory.take(),
             record.as_ref(),
             first,
             &procs,
@@ -268,6 +270,7 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
         }
         match one {
             Ok(one) => {
+                memory = Some(one.report.memory.clone());
                 let failed_in_postcopy = one.report.result.is_err()
                     && one.report.src_state
                         == DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED);
@@ -360,6 +363,7 @@ struct Once {
 fn run_once(
     plan: &Plan,
     req: &MigrateRequest,
+    memory: Option<JobMemory>,
     record: Option<&RecordSpec>,
     first: bool,
     procs: &Procs,
@@ -512,7 +516,7 @@ fn run_once(
         on_stop: Some(on_stop),
         controller: Some(ctl_tx),
     };
-    let live = run::migrate(src_qmp, dst_qmp, req.clone(), spec.as_ref(), hooks);
+    let live = run::migrate_continuing(src_qmp, dst_qmp, req.clone(), memory, spec.as_ref(), hooks);
     done.store(true, Ordering::SeqCst);
     if let Ok(mut g) = ctl.lock() {
         g.take();

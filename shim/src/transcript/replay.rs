@@ -89,7 +89,8 @@ impl ReplayTransport {
         let mut reports = Vec::new();
         let mut req = self.t.request();
         loop {
-            match engine::run(req, self) {
+            let memory = reports.last().map(|r: &Report| r.memory.clone());
+            match engine::run_with(req, memory, self) {
                 Ok(r) => reports.push(r),
                 Err(e) => return (reports, Some(e)),
             }
