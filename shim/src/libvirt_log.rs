@@ -320,6 +320,11 @@ pub struct Summary {
     pub after_pass2: bool,
     /// The statuses of MIGRATION events on the source, in order, without repeats.
     pub src_statuses: Vec<String>,
+    /// The source reported `pre-switchover` before the reply to the first
+    /// `migrate-start-postcopy` arrived (the reply raced with the state change).
+    pub pre_switchover_before_reply: bool,
+    /// `migrate-continue` commands written on the source.
+    pub migrate_continue_count: usize,
 }
 
 impl Summary {
@@ -433,6 +438,8 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
     let mut records = Vec::new();
     let mut summary = Summary::default();
     let mut perform_no = 0;
+    let mut switch_id: Option<Value> = None;
+    let mut switch_replied = false;
     // Replies to API calls still to come: (monitor id, call, kind).
     let mut api_ids: BTreeMap<String, &'static str> = BTreeMap::new();
     for m in &all {
@@ -484,6 +491,15 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
                     "query-migrate" if client => Some(("get_job_stats", 0)),
                     _ => None,
                 };
+                if name == "migrate-continue" && m.mon == MonitorTag::Src {
+                    summary.migrate_continue_count += 1;
+                }
+                if name == "migrate-start-postcopy"
+                    && m.mon == MonitorTag::Src
+                    && summary.start_postcopy_count == 0
+                {
+                    switch_id = m.msg.get("id").cloned();
+                }
                 if name == "migrate-start-postcopy" && m.mon == MonitorTag::Src {
                     summary.start_postcopy_count += 1;
                     if api.is_some() {
@@ -523,6 +539,9 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
                         }
                         Some("MIGRATION") => {
                             if let Some(s) = m.msg.pointer("/data/status").and_then(Value::as_str) {
+                                if s == "pre-switchover" && switch_id.is_some() && !switch_replied {
+                                    summary.pre_switchover_before_reply = true;
+                                }
                                 if summary.src_statuses.last().map(String::as_str) != Some(s) {
                                     summary.src_statuses.push(s.to_string());
                                 }
@@ -536,6 +555,12 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
                     mon: m.mon,
                     msg: m.msg.clone(),
                 });
+                if m.mon == MonitorTag::Src
+                    && switch_id.is_some()
+                    && m.msg.get("id") == switch_id.as_ref()
+                {
+                    switch_replied = true;
+                }
                 let id = m.msg.get("id").and_then(Value::as_str).unwrap_or("");
                 if m.mon == MonitorTag::Src {
                     if let Some(call) = api_ids.remove(id) {

@@ -64,6 +64,11 @@ pub fn main(a: ImportArgs) -> ExitCode {
             println!("latency_ms={}", opt(s.latency_ms()));
             println!("after_pass2={}", s.after_pass2);
             println!("src_statuses={}", s.src_statuses.join(" "));
+            println!(
+                "pre_switchover_before_reply={}",
+                s.pre_switchover_before_reply
+            );
+            println!("migrate_continue_count={}", s.migrate_continue_count);
             println!("flags={}", imported.header.flag_names.join("|"));
         }
         Ok::<(), String>(())
