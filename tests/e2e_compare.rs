@@ -363,21 +363,73 @@ fn adjust_interleaving(records: &mut Vec<Record>, index: usize, d: &Divergence) 
         }
         return None;
     }
-    if d.got.starts_with("nothing") {
-        // The shim sends this command only after the other monitor's next message.
-        let Record::Send { mon, .. } = records.get(index)? else {
+    if d.got == "no API return yet" {
+        // The reply that completes the API call is recorded after a message of the other
+        // monitor: move that message after the API's return.
+        let Record::ApiReturn { .. } = records.get(index)? else {
             return None;
         };
-        let mon = *mon;
-        if records
-            .get(index + 1)
-            .is_some_and(|r| other(r, mon) && matches!(r, Record::Recv { .. }))
-        {
-            records.swap(index, index + 1);
-            return Some(format!(
-                "moved `{}` after a message of the other monitor",
-                d.expected
-            ));
+        let mut k = index;
+        while k > 0 {
+            k -= 1;
+            match &records[k] {
+                Record::Recv {
+                    mon: MonitorTag::Src,
+                    msg,
+                    ..
+                } if msg.get("event").is_none() => continue,
+                Record::Recv {
+                    mon: MonitorTag::Dst,
+                    ..
+                } => {
+                    let r = records.remove(k);
+                    let text = match &r {
+                        Record::Recv { msg, .. } => format!(
+                            "dst <- {}",
+                            msg.get("event").and_then(Value::as_str).unwrap_or("reply")
+                        ),
+                        _ => String::new(),
+                    };
+                    records.insert(index, r);
+                    return Some(format!(
+                        "`{text}` moved after the API call's reply and return"
+                    ));
+                }
+                _ => return None,
+            }
+        }
+        return None;
+    }
+    if d.got.starts_with("nothing") {
+        // The shim sends this command only after the other monitor's next message: move it
+        // (with its own reply, if that comes first) after that message.
+        let Record::Send { mon, msg, .. } = records.get(index)? else {
+            return None;
+        };
+        let (mon, id) = (*mon, msg.get("id").cloned());
+        let mut own_reply = None;
+        for j in index + 1..records.len() {
+            match &records[j] {
+                Record::Recv { mon: m, msg, .. }
+                    if *m == mon && own_reply.is_none() && msg.get("id") == id.as_ref() =>
+                {
+                    own_reply = Some(j)
+                }
+                r @ Record::Recv { .. } if other(r, mon) => {
+                    let target = records.remove(j);
+                    let text = match &target {
+                        Record::Recv { msg, .. } => format!(
+                            "{} <- {}",
+                            tag(mon_of(&target).unwrap_or(MonitorTag::Src)),
+                            msg.get("event").and_then(Value::as_str).unwrap_or("reply")
+                        ),
+                        _ => String::new(),
+                    };
+                    records.insert(index, target);
+                    return Some(format!("`{}` moved after `{text}`", d.expected));
+                }
+                _ => return None,
+            }
         }
     }
     None
@@ -394,51 +446,6 @@ fn movable_over_event(r: &Record, got: &str) -> bool {
     };
     let event = msg.get("event").and_then(Value::as_str);
     event.is_some_and(|e| e != "MIGRATION_PASS") && !got.contains("migrate-start-postcopy")
-}
-
-/// Differences between the shim and libvirt that are real and **reported** (to be fixed in the
-/// shim, not allowed): each is matched exactly, printed as `KNOWN SHIM DIFFERENCE`, and the
-/// replay goes on without libvirt's command so that the rest is still compared.
-///
-/// 1. After a recovered post-copy migration (VIR_MIGRATE_POSTCOPY_RESUME) completes, libvirt's
-///    destination resets the migration parameters to the values saved in the original Prepare
-///    (`qemuMigrationParamsReset`: `migrate-set-capabilities` all false, then
-///    `migrate-set-parameters` with the originals); the shim sends only the capabilities.
-fn known_shim_difference(
-    records: &mut Vec<Record>,
-    view: &Transcript,
-    d: &Divergence,
-) -> Option<String> {
-    if !(d.expected.starts_with("dst -> migrate-set-parameters ") && d.got.starts_with("nothing")) {
-        return None;
-    }
-    let index = view.records.iter().position(|(l, _)| *l == d.line)?;
-    // Only in a recovery call, right after the destination's capability reset.
-    let in_resume = records[..index]
-        .iter()
-        .any(|r| matches!(r, Record::Migrate { flags, .. } if flags & (1 << 19) != 0));
-    let after_reset = records[..index].iter().rev().find_map(|r| match r {
-        Record::Send {
-            mon: MonitorTag::Dst,
-            msg,
-            ..
-        } => Some(exec(msg) == "migrate-set-capabilities"),
-        _ => None,
-    }) == Some(true);
-    if !in_resume || !after_reset {
-        return None;
-    }
-    let Record::Send { msg, .. } = records.remove(index) else {
-        return None;
-    };
-    let id = msg.get("id").cloned();
-    if let Some(j) = records[index..].iter().position(|r| matches!(r, Record::Recv { mon: MonitorTag::Dst, msg, .. } if msg.get("id") == id.as_ref())) {
-        records.remove(index + j);
-    }
-    Some(format!(
-        "after the recovery completed, libvirt's destination reset the parameters (`{}`), the shim did not (it sent only `migrate-set-capabilities`)",
-        d.expected
-    ))
 }
 
 /// Entry 9: after a migration that completed in pre-copy, the shim reads the statistics once
@@ -495,7 +502,6 @@ fn compare(path: &std::path::Path) -> Result<String, String> {
         .filter(|(_, r)| matches!(r, Record::Migrate { .. }))
         .count();
     let mut moves = Vec::new();
-    let mut known: Vec<String> = Vec::new();
     loop {
         if let Ok(dir) = std::env::var("E2E_SHIM_VIEW_DIR") {
             let mut text = serde_json::to_string(&view.header).unwrap_or_default();
@@ -513,10 +519,7 @@ fn compare(path: &std::path::Path) -> Result<String, String> {
             Some(EngineError::Divergence(d)) if moves.len() < 40 => {
                 let mut records: Vec<Record> =
                     view.records.iter().map(|(_, r)| r.clone()).collect();
-                let adjusted = if let Some(k) = known_shim_difference(&mut records, &view, &d) {
-                    known.push(k.clone());
-                    Some(format!("KNOWN SHIM DIFFERENCE: {k}"))
-                } else if d.expected == "end of the recording" {
+                let adjusted = if d.expected == "end of the recording" {
                     final_stats_query(&mut records, &d)
                 } else {
                     view.records
@@ -558,9 +561,6 @@ fn compare(path: &std::path::Path) -> Result<String, String> {
                 Err(e) => format!("{e}"),
             })
             .collect();
-        for k in &known {
-            println!("KNOWN SHIM DIFFERENCE in {}: {k}", path.display());
-        }
         return Ok(format!(
             "{calls} migrate call(s), {sends} commands matched, outcome [{}], adjusted {} time(s){}",
             outcomes.join("; "),
