@@ -34,10 +34,16 @@ fn patched_libvirt_defines_the_shims_value() {
         .arg(&src)
         .status()
         .unwrap();
-    assert!(st.success(), "the patched header does not declare VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY");
+    assert!(
+        st.success(),
+        "the patched header does not declare VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY"
+    );
     let out = Command::new(&exe).output().unwrap();
     let value: u32 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
     assert_eq!(value, 1 << 21);
-    assert_eq!(value, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY, "the shim and the patched libvirt disagree");
+    assert_eq!(
+        value, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+        "the shim and the patched libvirt disagree"
+    );
     eprintln!("patched libvirt-domain.h: VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY = {value} (1 << 21), as the shim");
 }
