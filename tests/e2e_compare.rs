@@ -448,50 +448,6 @@ fn movable_over_event(r: &Record, got: &str) -> bool {
     event.is_some_and(|e| e != "MIGRATION_PASS") && !got.contains("migrate-start-postcopy")
 }
 
-/// Entry 9: after a migration that completed in pre-copy, the shim reads the statistics once
-/// more at the end (`query-migrate` in Confirm); libvirt 11.3 reuses the ones it fetched when
-/// Perform's wait returned. The shim gets libvirt's last `completed` reply again.
-fn final_stats_query(records: &mut Vec<Record>, d: &Divergence) -> Option<String> {
-    if d.got != "src -> query-migrate" {
-        return None;
-    }
-    let send = records.iter().rposition(|r| {
-        matches!(r, Record::Send { mon: MonitorTag::Src, msg, .. } if exec(msg) == "query-migrate")
-    })?;
-    let Record::Send { msg, .. } = &records[send] else {
-        return None;
-    };
-    let msg = msg.clone();
-    let id = msg.get("id").cloned()?;
-    let reply = records[send..].iter().find_map(|r| match r {
-        Record::Recv {
-            mon: MonitorTag::Src,
-            msg,
-            ..
-        } if msg.get("id") == Some(&id) => Some(msg.clone()),
-        _ => None,
-    })?;
-    if reply.pointer("/return/status").and_then(Value::as_str) != Some("completed") {
-        return None;
-    }
-    let new_id = json!("e2e-final-stats");
-    let mut cmd = msg;
-    cmd["id"] = new_id.clone();
-    let mut rep = reply;
-    rep["id"] = new_id;
-    records.push(Record::Send {
-        t: 0,
-        mon: MonitorTag::Src,
-        msg: cmd,
-    });
-    records.push(Record::Recv {
-        t: 0,
-        mon: MonitorTag::Src,
-        msg: rep,
-    });
-    Some("the shim's final `src -> query-migrate` after a pre-copy completion (entry 9), answered with libvirt's last `completed` reply".into())
-}
-
 /// Replays a libvirt transcript (through the filter) against the shim.
 fn compare(path: &std::path::Path) -> Result<String, String> {
     let t = Transcript::load(path).map_err(|e| e.to_string())?;
@@ -519,14 +475,11 @@ fn compare(path: &std::path::Path) -> Result<String, String> {
             Some(EngineError::Divergence(d)) if moves.len() < 40 => {
                 let mut records: Vec<Record> =
                     view.records.iter().map(|(_, r)| r.clone()).collect();
-                let adjusted = if d.expected == "end of the recording" {
-                    final_stats_query(&mut records, &d)
-                } else {
-                    view.records
-                        .iter()
-                        .position(|(l, _)| *l == d.line)
-                        .and_then(|index| adjust_interleaving(&mut records, index, &d))
-                };
+                let adjusted = view
+                    .records
+                    .iter()
+                    .position(|(l, _)| *l == d.line)
+                    .and_then(|index| adjust_interleaving(&mut records, index, &d));
                 match adjusted {
                     Some(m) => {
                         moves.push(m);
