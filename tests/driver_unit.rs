@@ -932,3 +932,55 @@ fn after_precopy_completion_the_statistics_are_not_read_again() {
         "qemuMigrationSrcComplete refreshes only after post-copy"
     );
 }
+
+#[test]
+fn one_command_at_a_time_per_monitor() {
+    // QEMU may report pre-switchover before it answered migrate-start-postcopy. libvirt holds the
+    // monitor for one command at a time: the statistics refresh waits for that reply.
+    let mut f = Fake::started(APC);
+    let sends = |acts: &[Action]| -> Vec<(Side, u64, String)> {
+        acts.iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    side, id, command, ..
+                } => Some((*side, *id, command.clone())),
+                _ => None,
+            })
+            .collect()
+    };
+    let a = f.m.handle(Input::Event {
+        side: Side::Src,
+        name: "MIGRATION_PASS".into(),
+        data: json!({"pass": 2}),
+    });
+    let s = sends(&a);
+    assert_eq!(s.len(), 1);
+    assert_eq!(s[0].2, "migrate-start-postcopy");
+    let switch_id = s[0].1;
+    let a = f.m.handle(Input::Event {
+        side: Side::Src,
+        name: "STOP".into(),
+        data: json!({}),
+    });
+    assert!(sends(&a).is_empty());
+    let a = f.m.handle(Input::Event {
+        side: Side::Src,
+        name: "MIGRATION".into(),
+        data: json!({"status": "pre-switchover"}),
+    });
+    assert!(
+        sends(&a).is_empty(),
+        "nothing while migrate-start-postcopy is unanswered: {a:?}"
+    );
+    let a = f.m.handle(Input::Reply {
+        side: Side::Src,
+        id: switch_id,
+        result: Ok(json!({})),
+    });
+    let s = sends(&a);
+    assert_eq!(
+        s.iter().map(|x| x.2.as_str()).collect::<Vec<_>>(),
+        ["query-migrate"],
+        "{a:?}"
+    );
+}

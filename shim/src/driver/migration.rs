@@ -347,6 +347,9 @@ pub struct Migration {
     dst_version: (u64, u64, u64),
     continue_sent: bool,
     pause_stats_fetched: bool,
+    /// Per monitor (source, destination): the command awaiting its reply, and those waiting.
+    in_flight: [Option<u64>; 2],
+    queued: [std::collections::VecDeque<Action>; 2],
     resume: bool,
     /// libvirt's priv->migrationRecoverSetup: QEMU (9.1+) reported postcopy-recover-setup.
     recover_setup_seen: bool,
@@ -508,6 +511,8 @@ impl Migration {
             dst_version: versions[1],
             continue_sent: false,
             pause_stats_fetched: false,
+            in_flight: [None, None],
+            queued: Default::default(),
             resume: false,
             recover_setup_seen: false,
         }
@@ -583,13 +588,37 @@ impl Migration {
         let id = self.next_id;
         self.next_id += 1;
         self.pending.insert(id, purpose);
-        out.push(Action::Send {
+        let cmd = Action::Send {
             side,
             id,
             command: command.to_string(),
             args,
-        });
+        };
+        // libvirt holds a monitor for one command at a time (qemuDomainObjEnterMonitor): a
+        // command waits until the reply to the previous one on the same monitor arrived.
+        let i = side_index(side);
+        if self.in_flight[i].is_some() {
+            self.queued[i].push_back(cmd);
+        } else {
+            self.in_flight[i] = Some(id);
+            out.push(cmd);
+        }
         id
+    }
+
+    /// The reply to `id` arrived on `side`: the next queued command there may go.
+    fn release_monitor(&mut self, side: Side, id: u64, out: &mut Vec<Action>) {
+        let i = side_index(side);
+        if self.in_flight[i] != Some(id) {
+            return;
+        }
+        self.in_flight[i] = None;
+        if let Some(next) = self.queued[i].pop_front() {
+            if let Action::Send { id, .. } = &next {
+                self.in_flight[i] = Some(*id);
+            }
+            out.push(next);
+        }
     }
 
     fn main_cmd(&mut self, side: Side, command: &str, args: Option<Value>, out: &mut Vec<Action>) {
@@ -1089,6 +1118,7 @@ impl Migration {
             )));
             return;
         };
+        self.release_monitor(side, id, out);
         match purpose {
             Purpose::Main(step) => {
                 if self.awaiting == Some(id) {
@@ -1638,5 +1668,12 @@ impl Migration {
         } else {
             self.fail(err, out);
         }
+    }
+}
+
+fn side_index(side: Side) -> usize {
+    match side {
+        Side::Src => 0,
+        Side::Dst => 1,
     }
 }
