@@ -436,16 +436,18 @@ fn adjust_interleaving(records: &mut Vec<Record>, index: usize, d: &Divergence) 
 }
 
 /// A command may also move earlier over an event of its own monitor (never a reply, never
-/// MIGRATION_PASS, and never `migrate-start-postcopy`, whose timing is what the scenarios
-/// measure): libvirt reacts to QEMU's state in other threads and after RPC calls between the
-/// daemons (Finish runs on the destination only after Perform returned on the source), the
-/// shim in the same step.
+/// MIGRATION_PASS): libvirt reacts to QEMU's state in other threads and after RPC calls between
+/// the daemons (Finish runs on the destination only after Perform returned on the source), the
+/// shim in the same step. `migrate-start-postcopy` moves only over events that cannot change
+/// the decision to switch (which depends on the pass and the migration status): never over a
+/// MIGRATION event. libvirt's migration thread may wake after QEMU's STOP was already read.
 fn movable_over_event(r: &Record, got: &str) -> bool {
     let Record::Recv { msg, .. } = r else {
         return false;
     };
     let event = msg.get("event").and_then(Value::as_str);
-    event.is_some_and(|e| e != "MIGRATION_PASS") && !got.contains("migrate-start-postcopy")
+    let switch = got.contains("migrate-start-postcopy");
+    event.is_some_and(|e| e != "MIGRATION_PASS" && !(switch && e == "MIGRATION"))
 }
 
 /// Replays a libvirt transcript (through the filter) against the shim.
