@@ -285,22 +285,7 @@ pub fn run_one(
 ) -> Result<RunResult, String> {
     let dir = env.workdir.join(tag);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let mut envv = Vec::new();
-    let mut extra = Vec::new();
-    if let Some(root) = &env.qemu_root {
-        envv.push((
-            "QEMU_MODULE_DIR".to_string(),
-            root.join("usr/lib/x86_64-linux-gnu/qemu")
-                .display()
-                .to_string(),
-        ));
-        extra.extend([
-            "-L".to_string(),
-            root.join("usr/share/qemu").display().to_string(),
-            "-L".to_string(),
-            "/usr/share/seabios".to_string(),
-        ]);
-    }
+    let (envv, extra) = crate::io::qemu::extracted_qemu(env.qemu_root.as_deref());
     let cfg = QemuConfig {
         binary: env.qemu.clone(),
         kernel: env.kernel.clone(),

@@ -21,6 +21,27 @@ pub struct QemuConfig {
     pub env: Vec<(String, String)>,
 }
 
+/// The environment and extra arguments that run a QEMU extracted from Debian's .deb files under
+/// `root` (its modules and firmware live there, seabios comes from the system); none without.
+pub fn extracted_qemu(root: Option<&Path>) -> (Vec<(String, String)>, Vec<String>) {
+    let Some(root) = root else {
+        return (Vec::new(), Vec::new());
+    };
+    let env = vec![(
+        "QEMU_MODULE_DIR".to_string(),
+        root.join("usr/lib/x86_64-linux-gnu/qemu")
+            .display()
+            .to_string(),
+    )];
+    let args = vec![
+        "-L".to_string(),
+        root.join("usr/share/qemu").display().to_string(),
+        "-L".to_string(),
+        "/usr/share/seabios".to_string(),
+    ];
+    (env, args)
+}
+
 /// A QEMU process of ours. Dropped: killed, unless [`QemuProcess::keep`] was called (a guest that
 /// may hold the only copy of some memory is never killed by us).
 #[derive(Debug)]

@@ -162,21 +162,7 @@ type Procs = Arc<Mutex<Vec<QemuProcess>>>;
 pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
     std::fs::create_dir_all(&plan.workdir)
         .map_err(setup(format!("cannot create {}", plan.workdir.display())))?;
-    let mut env = Vec::new();
-    let mut extra = Vec::new();
-    if let Some(root) = &plan.qemu_root {
-        env.push((
-            "QEMU_MODULE_DIR".to_string(),
-            root.join("usr/lib/x86_64-linux-gnu/qemu")
-                .display()
-                .to_string(),
-        ));
-        extra.extend([
-            "-L".to_string(),
-            root.join("usr/share/qemu").display().to_string(),
-        ]);
-        extra.extend(["-L".to_string(), "/usr/share/seabios".to_string()]);
-    }
+    let (env, extra) = super::qemu::extracted_qemu(plan.qemu_root.as_deref());
     let cfg = QemuConfig {
         binary: plan.qemu.clone(),
         kernel: plan.kernel.clone(),

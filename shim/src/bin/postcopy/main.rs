@@ -303,15 +303,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         return attach(&a, s, d, u, flags);
     }
 
-    let mut env = Vec::new();
-    if let Some(root) = &a.qemu_root {
-        env.push((
-            "QEMU_MODULE_DIR".to_string(),
-            root.join("usr/lib/x86_64-linux-gnu/qemu")
-                .display()
-                .to_string(),
-        ));
-    }
+    let (env, _) = postcopy_shim::io::qemu::extracted_qemu(a.qemu_root.as_deref());
     let version = qemu_version(&a.qemu, &env);
     let kernel = a.kernel.clone().unwrap_or_else(default_kernel);
     if !kernel.exists() {
