@@ -12,7 +12,7 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use postcopy_shim::io::qemu::{QemuConfig, QemuProcess, SerialFollower};
+use postcopy_tools::qemu::{QemuConfig, QemuProcess, SerialFollower};
 
 const CFLAGS: &[&str] = &[
     "-std=c11",

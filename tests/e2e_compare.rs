@@ -1,7 +1,7 @@
 //! Does the shim send the QMP commands libvirt 11.3.0 sends?
 //!
 //! `ci/e2e` migrates guests between real virtqemud daemons and turns their debug logs into
-//! transcripts (`postcopy import-libvirt-log`, `postcopy_shim::libvirt_log`). Here each of them
+//! transcripts (`postcopy import-libvirt-log`, `postcopy_tools::libvirt_log`). Here each of them
 //! is replayed against the shim with `ReplayTransport`: the shim gets libvirt's replies and events
 //! and must send libvirt's commands, at the same points, with the same arguments. Before the
 //! replay, libvirt's conversation goes through the filter of tests/e2e/ALLOWED-DIFFERENCES.md
@@ -16,10 +16,10 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use postcopy_shim::engine::EngineError;
-use postcopy_shim::libvirt_log::{import, parse_entries, ImportOptions, RECORDER};
-use postcopy_shim::transcript::format::MonitorTag;
-use postcopy_shim::transcript::{Divergence, Record, ReplayTransport, Transcript};
+use postcopy_core::engine::EngineError;
+use postcopy_core::transcript::format::MonitorTag;
+use postcopy_core::transcript::{Divergence, Record, ReplayTransport, Transcript};
+use postcopy_tools::libvirt_log::{import, parse_entries, ImportOptions, RECORDER};
 
 // ------------------------------------------------------------------ the filter
 
@@ -183,7 +183,7 @@ pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
             out.push(Record::Migrate {
                 t,
                 flags,
-                flag_names: postcopy_shim::driver::vocab::flag_names(flags)
+                flag_names: postcopy_core::driver::vocab::flag_names(flags)
                     .into_iter()
                     .map(String::from)
                     .collect(),
@@ -288,7 +288,7 @@ pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
 
     let mut header = t.header.clone();
     header.flags &= MODELLED_FLAGS;
-    header.flag_names = postcopy_shim::driver::vocab::flag_names(header.flags)
+    header.flag_names = postcopy_core::driver::vocab::flag_names(header.flags)
         .into_iter()
         .map(String::from)
         .collect();
@@ -462,7 +462,7 @@ fn movable_over_event(r: &Record, got: &str) -> bool {
 
 /// Replays a libvirt transcript (through the filter) against the shim.
 fn compare(path: &std::path::Path) -> Result<String, String> {
-    let t = Transcript::load(path).map_err(|e| e.to_string())?;
+    let t = postcopy_shim::load_transcript(path).map_err(|e| e.to_string())?;
     let mut view = shim_view(&t)?;
     let calls = 1 + view
         .records

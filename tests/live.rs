@@ -10,10 +10,10 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use postcopy_shim::driver::vocab::*;
-use postcopy_shim::driver::{MigrateRequest, Side, SwitchedBy};
-use postcopy_shim::io::qemu::{QemuConfig, QemuProcess, SerialFollower};
+use postcopy_core::driver::vocab::*;
+use postcopy_core::driver::{MigrateRequest, Side, SwitchedBy};
 use postcopy_shim::io::run::{self, Hooks};
+use postcopy_tools::qemu::{QemuConfig, QemuProcess, SerialFollower};
 
 fn live_enabled() -> bool {
     if std::env::var_os("POSTCOPY_SKIP_LIVE").is_some() {

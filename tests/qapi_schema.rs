@@ -10,8 +10,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use postcopy_shim::driver::params::{self, Party};
-use postcopy_shim::driver::vocab::*;
+use postcopy_core::driver::params::{self, Party};
+use postcopy_core::driver::vocab::*;
 use serde_json::{json, Value};
 
 /// One version's recorded session: its schema (by name) and its capability list.

@@ -2,8 +2,8 @@
 //! link emulator), one switching policy, and the guest's heartbeats timestamped on the host as
 //! they appear on the source's and the destination's serial console.
 //!
-//! Built from the public pieces of [`crate::io`] (QEMU processes, `run::migrate` with its hooks)
-//! rather than [`crate::io::scenario`], because the polling policy needs the running job's
+//! Built from the public pieces of the C library (`postcopy_shim::io`) (QEMU processes, `run::migrate` with its hooks)
+//! rather than [`crate::scenario`], because the polling policy needs the running job's
 //! [`Controller`] from its own thread, which a scenario plan does not hand out; and with the
 //! benchmark's own link emulator ([`super::link`]), whose delay does not cap the rate.
 
@@ -17,13 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::driver::vocab::{
+use crate::qemu::{QemuConfig, QemuProcess};
+use postcopy_core::driver::vocab::{
     param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
 };
-use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side};
-use crate::io::qemu::{QemuConfig, QemuProcess};
-use crate::io::run::{self, Hooks};
-use crate::io::Controller;
+use postcopy_core::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side};
+use postcopy_shim::io::run::{self, Hooks};
+use postcopy_shim::io::Controller;
 
 use super::link::Link;
 
@@ -285,7 +285,7 @@ pub fn run_one(
 ) -> Result<RunResult, String> {
     let dir = env.workdir.join(tag);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let (envv, extra) = crate::io::qemu::extracted_qemu(env.qemu_root.as_deref());
+    let (envv, extra) = crate::qemu::extracted_qemu(env.qemu_root.as_deref());
     let cfg = QemuConfig {
         binary: env.qemu.clone(),
         kernel: env.kernel.clone(),

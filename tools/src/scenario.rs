@@ -11,16 +11,16 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::qemu::{QemuConfig, QemuProcess, SerialFollower};
-use super::relay::Relay;
-use super::run::{self, Hooks, RecordSpec};
-use super::{Controller, TransportStats};
-use crate::driver::vocab::state;
-use crate::driver::DomainState;
-use crate::driver::{
+use crate::qemu::{QemuConfig, QemuProcess, SerialFollower};
+use crate::relay::Relay;
+use postcopy_core::driver::vocab::state;
+use postcopy_core::driver::DomainState;
+use postcopy_core::driver::{
     ApiCall, ApiValue, DomainEvent, JobMemory, MigrateRequest, RecoveryPolicy, Side, VirError,
 };
-use crate::engine::{api_result_text, EngineError, Report};
+use postcopy_core::engine::{api_result_text, EngineError, Report};
+use postcopy_shim::io::run::{self, Hooks, RecordSpec};
+use postcopy_shim::io::{Controller, TransportStats};
 
 /// When a fault or an API call happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +162,7 @@ type Procs = Arc<Mutex<Vec<QemuProcess>>>;
 pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
     std::fs::create_dir_all(&plan.workdir)
         .map_err(setup(format!("cannot create {}", plan.workdir.display())))?;
-    let (env, extra) = super::qemu::extracted_qemu(plan.qemu_root.as_deref());
+    let (env, extra) = crate::qemu::extracted_qemu(plan.qemu_root.as_deref());
     let cfg = QemuConfig {
         binary: plan.qemu.clone(),
         kernel: plan.kernel.clone(),
@@ -391,16 +391,16 @@ fn run_once(
                 };
                 let hit = match (at, side, ev) {
                     (Trigger::Postcopy, Side::Src, DomainEvent::Lifecycle { event, detail }) => {
-                        *event == crate::driver::vocab::event::SUSPENDED
-                            && *detail == crate::driver::vocab::event::SUSPENDED_POSTCOPY
+                        *event == postcopy_core::driver::vocab::event::SUSPENDED
+                            && *detail == postcopy_core::driver::vocab::event::SUSPENDED_POSTCOPY
                     }
                     (
                         Trigger::DestinationRunning,
                         Side::Dst,
                         DomainEvent::Lifecycle { event, detail },
                     ) => {
-                        *event == crate::driver::vocab::event::RESUMED
-                            && *detail == crate::driver::vocab::event::RESUMED_POSTCOPY
+                        *event == postcopy_core::driver::vocab::event::RESUMED
+                            && *detail == postcopy_core::driver::vocab::event::RESUMED_POSTCOPY
                     }
                     (
                         Trigger::Iteration(n),

@@ -1,0 +1,15 @@
+//! The sans-IO core of libvirt-postcopy: QMP ([`qmp`]), libvirt's QEMU-driver migration logic
+//! ([`driver`]), the [`engine`] that joins them to any transport, and the transcript format with
+//! its replay ([`transcript`]).
+//!
+//! No sockets, threads, processes, files or clocks: every input (a QMP line, an API call, a
+//! closed monitor) comes in as a value and every decision goes out as an action. The C library
+//! (`postcopy-shim`) moves the bytes; the tools crate starts QEMUs and injects faults.
+//! The behaviour followed is written in docs/driver-behaviour.md.
+
+#![forbid(unsafe_code)]
+
+pub mod driver;
+pub mod engine;
+pub mod qmp;
+pub mod transcript;
