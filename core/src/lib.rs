@@ -1,6 +1,6 @@
 //! The sans-IO core of libvirt-postcopy: QMP ([`qmp`]), libvirt's QEMU-driver migration logic
 //! ([`driver`]), the [`engine`] that joins them to any transport, and the transcript format with
-//! its replay ([`transcript`]).
+//! its replay ([`transcript`]); when a harness's planned faults fire ([`faults`]).
 //!
 //! No sockets, threads, processes, files or clocks: every input (a QMP line, an API call, a
 //! closed monitor) comes in as a value and every decision goes out as an action. The C library
@@ -11,5 +11,6 @@
 
 pub mod driver;
 pub mod engine;
+pub mod faults;
 pub mod qmp;
 pub mod transcript;
