@@ -10,6 +10,7 @@ pub mod bench;
 pub mod driver;
 pub mod engine;
 pub mod ffi;
+pub mod guest_report;
 pub mod io;
 pub mod libvirt_log;
 pub mod qmp;
