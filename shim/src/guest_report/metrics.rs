@@ -14,6 +14,8 @@ pub struct FrameSample {
 pub enum MetricsError {
     #[error("frame rate {0} is not a positive number")]
     Fps(f64),
+    #[error("the blackout's median window must hold at least one frame")]
+    Window,
     #[error("frame {index}: host time {ms} ms is before the previous frame's")]
     HostTimeBackwards { index: usize, ms: f64 },
     #[error("frame {index}: guest clock {us} us is before the previous frame's")]
@@ -42,17 +44,22 @@ pub struct FrameStalls {
     pub frames_missed: u64,
 }
 
-/// The interval with the largest host-time gap minus guest-clock gap, and the sum over all
-/// intervals.
+/// The blackout as the guest's clock shows it: the largest lasting rise of the clock's standstill
+/// (host time elapsed minus guest time elapsed since the first frame) across one frame interval.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BlackoutEstimate {
-    /// Host time of the frame that ended the interval.
+    /// Host time of the first frame after the rise.
     pub at_ms: f64,
+    /// The interval ending at `at_ms`, on the host's and on the guest's clock.
     pub host_gap_ms: f64,
     pub guest_gap_ms: f64,
-    /// `host_gap_ms - guest_gap_ms`: how long the guest's clock did not run in that interval.
+    /// The rise: the median standstill over the `window` frames from `at_ms` on, minus the median
+    /// over the `window` frames before it (fewer at the ends). With a window of 1 it is
+    /// `host_gap_ms - guest_gap_ms`.
     pub blackout_ms: f64,
-    /// (last - first host time) - (last - first guest time): the clock's total standstill.
+    /// The standstill over the whole run: its median over the last `window` frames minus its
+    /// median over the first `window` frames (with a window of 1: (last - first host time) -
+    /// (last - first guest time)).
     pub total_ms: f64,
 }
 
@@ -130,10 +137,32 @@ pub fn degraded_period(
     Ok(None)
 }
 
-/// The blackout as the guest's clock shows it: for each interval between consecutive frames, the
-/// host gap minus the guest-clock gap (the guest's clock stops while the guest is stopped, so the
-/// difference is how long it was stopped). `None` with fewer than two frames.
-pub fn blackout_estimate(frames: &[FrameSample]) -> Result<Option<BlackoutEstimate>, MetricsError> {
+fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+/// The blackout as the guest's clock shows it. The guest's clock stops while the guest is
+/// stopped, so the standstill `S(i) = (host_ms[i] - host_ms[0]) - (guest[i] - guest[0])` rises by
+/// the time the guest was stopped. A line the host happens to read late raises `S` for that line
+/// only (the next line, read on time, brings it back); comparing the medians of `window` frames
+/// on each side of an interval keeps such spikes out, as long as fewer than half of a window's
+/// lines are late. The interval chosen is the one with the largest min(its own rise, the median
+/// step), so a spike is not chosen and the step is placed on the interval that made it.
+/// `None` with fewer than two frames.
+pub fn blackout_estimate(
+    frames: &[FrameSample],
+    window: usize,
+) -> Result<Option<BlackoutEstimate>, MetricsError> {
+    if window == 0 {
+        return Err(MetricsError::Window);
+    }
     let host: Vec<f64> = frames.iter().map(|f| f.host_ms).collect();
     check_host_order(&host)?;
     if let Some(i) = frames
@@ -145,27 +174,39 @@ pub fn blackout_estimate(frames: &[FrameSample]) -> Result<Option<BlackoutEstima
             us: frames[i + 1].guest_us,
         });
     }
-    let (Some(first), Some(last)) = (frames.first(), frames.last()) else {
+    let Some(first) = frames.first() else {
         return Ok(None);
     };
     let guest_ms = |a: &FrameSample, b: &FrameSample| (b.guest_us - a.guest_us) as f64 / 1000.0;
-    let total_ms = (last.host_ms - first.host_ms) - guest_ms(first, last);
-    let mut best: Option<BlackoutEstimate> = None;
-    for w in frames.windows(2) {
-        let host_gap_ms = w[1].host_ms - w[0].host_ms;
-        let guest_gap_ms = guest_ms(&w[0], &w[1]);
-        let blackout_ms = host_gap_ms - guest_gap_ms;
-        if best.map_or(true, |b| blackout_ms > b.blackout_ms) {
-            best = Some(BlackoutEstimate {
-                at_ms: w[1].host_ms,
-                host_gap_ms,
-                guest_gap_ms,
-                blackout_ms,
-                total_ms,
-            });
+    let standstill: Vec<f64> = frames
+        .iter()
+        .map(|f| (f.host_ms - first.host_ms) - guest_ms(first, f))
+        .collect();
+    let n = frames.len();
+    let total_ms =
+        median(&standstill[n.saturating_sub(window)..]) - median(&standstill[..window.min(n)]);
+    // The interval is the one where the standstill rises both across it (the raw excess) and in
+    // the medians around it: the largest min(raw, median step).
+    let mut best: Option<(f64, BlackoutEstimate)> = None;
+    for i in 1..frames.len() {
+        let before = &standstill[i.saturating_sub(window)..i];
+        let after = &standstill[i..(i + window).min(frames.len())];
+        let blackout_ms = median(after) - median(before);
+        let score = blackout_ms.min(standstill[i] - standstill[i - 1]);
+        if best.map_or(true, |(b, _)| score > b) {
+            best = Some((
+                score,
+                BlackoutEstimate {
+                    at_ms: frames[i].host_ms,
+                    host_gap_ms: frames[i].host_ms - frames[i - 1].host_ms,
+                    guest_gap_ms: guest_ms(&frames[i - 1], &frames[i]),
+                    blackout_ms,
+                    total_ms,
+                },
+            ));
         }
     }
-    Ok(best)
+    Ok(best.map(|(_, b)| b))
 }
 
 #[cfg(test)]
@@ -256,22 +297,28 @@ mod tests {
         assert_eq!(degraded_period(&recovering(), 5000.0, 10.0), Ok(None));
     }
 
+    fn samples(v: &[(f64, u64)]) -> Vec<FrameSample> {
+        v.iter()
+            .map(|&(host_ms, guest_ms)| FrameSample {
+                host_ms,
+                guest_us: guest_ms * 1000,
+            })
+            .collect()
+    }
+
     #[test]
-    fn blackout_is_host_gap_minus_guest_gap() {
-        // (host ms, guest us): intervals host 40 45 1045 40, guest 40 40 40 40 ms.
-        // Excess per interval: 0, 5, 1005, 0; the largest ends at host 1130.
-        // Total: (1170 - 0) - (1160 - 1000) = 1010.
-        let f = [
-            (0.0, 1_000_000),
-            (40.0, 1_040_000),
-            (85.0, 1_080_000),
-            (1130.0, 1_120_000),
-            (1170.0, 1_160_000),
-        ]
-        .map(|(host_ms, guest_us)| FrameSample { host_ms, guest_us });
-        let b = blackout_estimate(&f)
-            .expect("valid")
-            .expect("two frames or more");
+    fn blackout_over_one_interval_is_host_gap_minus_guest_gap() {
+        // (host ms, guest ms): intervals host 40 45 1045 40, guest 40 40 40 40 ms.
+        // Standstill S = 0 0 5 1010 1010; with a window of 1 the step at i is S(i) - S(i-1):
+        // 0, 5, 1005, 0; the largest ends at host 1130. Total: S(last) = 1010.
+        let f = samples(&[
+            (0.0, 1000),
+            (40.0, 1040),
+            (85.0, 1080),
+            (1130.0, 1120),
+            (1170.0, 1160),
+        ]);
+        let b = blackout_estimate(&f, 1).expect("valid").expect("frames");
         assert_eq!(
             b,
             BlackoutEstimate {
@@ -285,16 +332,76 @@ mod tests {
     }
 
     #[test]
+    fn a_line_read_late_is_no_blackout_with_a_median_window() {
+        // Guest frames every 40 ms; the host reads frames 3 and 4 together at 190 (70 and 30 ms
+        // late). S = 0 0 0 70 30 0 0 0 0 0.
+        // Window 1: the largest step is S(3) - S(2) = 70 at host 190.
+        // Window 5: every median of 5 (or fewer at the start) holds at most two of 70 and 30
+        // among zeros, so every median is 0 and every step 0: the first interval (i = 1, host 40)
+        // is kept, with blackout 0. Total: median of the last five (0) - median of the first five
+        // (0 0 0 70 30: 0) = 0.
+        let f = samples(&[
+            (0.0, 0),
+            (40.0, 40),
+            (80.0, 80),
+            (190.0, 120),
+            (190.0, 160),
+            (200.0, 200),
+            (240.0, 240),
+            (280.0, 280),
+            (320.0, 320),
+            (360.0, 360),
+        ]);
+        let one = blackout_estimate(&f, 1).expect("valid").expect("frames");
+        assert_eq!((one.at_ms, one.blackout_ms), (190.0, 70.0));
+        let five = blackout_estimate(&f, 5).expect("valid").expect("frames");
+        assert_eq!(
+            (five.at_ms, five.blackout_ms, five.total_ms),
+            (40.0, 0.0, 0.0)
+        );
+    }
+
+    #[test]
+    fn a_stop_is_a_lasting_step_in_the_standstill() {
+        // Guest frames every 40 ms (0..440); the guest is stopped 1000 ms between frames 5 and 6;
+        // the host reads frame 8 30 ms late. S = 0 0 0 0 0 0 1000 1000 1030 1000 1000 1000.
+        // Window 5, i = 6: medians 1000 (S 6..10) - 0 (S 1..5) = 1000, its own rise 1000.
+        // i = 5 has the same median step (1000: S 5..9 = 0 1000 1000 1030 1000) but its own
+        // rise is 0, so i = 6 (host 1240, gaps 1040 and 40) is chosen. i = 8: the spike's own
+        // rise is 30, its median step 0. Total: median S 7..11 (1000 1030 1000 1000 1000) -
+        // median S 0..4 (0) = 1000.
+        let mut v: Vec<(f64, u64)> = (0..12u32)
+            .map(|i| {
+                let g = u64::from(i) * 40;
+                (g as f64 + if i >= 6 { 1000.0 } else { 0.0 }, g)
+            })
+            .collect();
+        v[8].0 += 30.0;
+        let b = blackout_estimate(&samples(&v), 5)
+            .expect("valid")
+            .expect("frames");
+        assert_eq!(
+            b,
+            BlackoutEstimate {
+                at_ms: 1240.0,
+                host_gap_ms: 1040.0,
+                guest_gap_ms: 40.0,
+                blackout_ms: 1000.0,
+                total_ms: 1000.0,
+            }
+        );
+    }
+
+    #[test]
     fn a_stall_while_the_guest_runs_is_no_blackout() {
         // A guest that waits 500 ms for pages: its clock runs (guest gap 495 ms).
-        // Excess: 0, 5, 0 -> 5 ms, while frame_stalls sees a 500 ms stall.
-        let f = [(0.0, 0), (40.0, 40_000), (540.0, 535_000), (580.0, 575_000)]
-            .map(|(host_ms, guest_us)| FrameSample { host_ms, guest_us });
-        let b = blackout_estimate(&f).expect("valid").expect("frames");
+        // S = 0 0 5 5: the largest step, window 1, is 5 at host 540; frame_stalls sees 500 ms.
+        let f = samples(&[(0.0, 0), (40.0, 40), (540.0, 535), (580.0, 575)]);
+        let b = blackout_estimate(&f, 1).expect("valid").expect("frames");
         assert_eq!((b.at_ms, b.blackout_ms, b.total_ms), (540.0, 5.0, 5.0));
         let host: Vec<f64> = f.iter().map(|x| x.host_ms).collect();
         assert_eq!(frame_stalls(&host, 25.0).expect("valid").longest_ms, 500.0);
-        assert_eq!(blackout_estimate(&f[..1]), Ok(None));
+        assert_eq!(blackout_estimate(&f[..1], 1), Ok(None));
     }
 
     #[test]
@@ -310,11 +417,12 @@ mod tests {
         );
         let f =
             [(0.0, 100), (40.0, 50)].map(|(host_ms, guest_us)| FrameSample { host_ms, guest_us });
-        let e = blackout_estimate(&f).expect_err("guest clock backwards");
+        let e = blackout_estimate(&f, 1).expect_err("guest clock backwards");
         assert_eq!(e, MetricsError::GuestTimeBackwards { index: 1, us: 50 });
         assert_eq!(
             e.to_string(),
             "frame 1: guest clock 50 us is before the previous frame's"
         );
+        assert_eq!(blackout_estimate(&f, 0), Err(MetricsError::Window));
     }
 }
