@@ -292,7 +292,7 @@ fn frames_hold_their_rate_and_a_stop_is_one_stall_the_guest_clock_does_not_see()
         "median guest-clock interval {median_gap:.1} ms is not within 10 % of the period"
     );
     assert!(
-        host_fps <= FPS * 1.02 && host_fps >= FPS * 0.75,
+        (FPS * 0.75..=FPS * 1.02).contains(&host_fps),
         "idle frame rate {host_fps:.2}: at most nominal ({FPS}), and not below 75 % of it"
     );
 

@@ -205,7 +205,9 @@ mod tests {
     use super::*;
 
     fn p(l: &str) -> Option<GuestLine> {
-        GuestLine::parse(l).unwrap_or_else(|e| panic!("{l:?}: {e}"))
+        GuestLine::parse(l)
+            .map_err(|e| e.to_string())
+            .expect("a well-formed line")
     }
 
     #[test]
