@@ -18,10 +18,12 @@ use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use postcopy_core::engine::EngineError;
+use postcopy_core::engine::{EngineError, Report};
 use postcopy_core::transcript::format::MonitorTag;
 use postcopy_core::transcript::{Divergence, Record, ReplayTransport, Transcript};
-use postcopy_tools::libvirt_log::{import, parse_entries, ImportOptions, RECORDER};
+use postcopy_tools::libvirt_log::{
+    import, parse_entries, virsh_event, ImportOptions, VirshEvent, RECORDER,
+};
 
 // ------------------------------------------------------------------ the filter
 
@@ -462,9 +464,46 @@ fn movable_over_event(r: &Record, got: &str) -> bool {
     event.is_some_and(|e| e != "MIGRATION_PASS" && !(switch && e == "MIGRATION"))
 }
 
+/// The most interleaving adjustments (entry 8 of ALLOWED-DIFFERENCES.md) each scenario may
+/// use. Measured in ci/e2e runs (tests/e2e/README.md, "Interleaving"): the largest count seen,
+/// plus a margin for the timing of a loaded machine. More fails the comparison, and every run
+/// prints how many it used.
+const MOVE_BOUNDS: &[(&str, usize)] = &[
+    ("p-flag-virsh", 6),
+    ("p-flag-api", 6),
+    ("p-converge", 6),
+    ("p-to-unpatched", 6),
+    ("u-virsh-switch", 6),
+    ("u-migrate-postcopy", 6),
+    ("p-recover", 10),
+    ("p-cut-recover", 10),
+];
+
+fn move_bound(scenario: &str) -> Result<usize, String> {
+    MOVE_BOUNDS
+        .iter()
+        .find(|(s, _)| *s == scenario)
+        .map(|(_, b)| *b)
+        .ok_or(format!(
+            "scenario '{scenario}' has no interleaving bound in MOVE_BOUNDS (tests/e2e_compare.rs): measure it and add one"
+        ))
+}
+
+/// The shim's replay of one transcript: its reports, its trace, the moves it needed.
+#[derive(Debug)]
+struct Replayed {
+    scenario: String,
+    reports: Vec<Report>,
+    trace: Vec<String>,
+    moves: Vec<String>,
+    bound: usize,
+    summary: String,
+}
+
 /// Replays a libvirt transcript (through the filter) against the shim.
-fn compare(path: &std::path::Path) -> Result<String, String> {
+fn compare(path: &std::path::Path) -> Result<Replayed, String> {
     let t = postcopy_shim::load_transcript(path).map_err(|e| e.to_string())?;
+    let bound = move_bound(&t.header.scenario)?;
     let mut view = shim_view(&t)?;
     let calls = 1 + view
         .records
@@ -486,7 +525,7 @@ fn compare(path: &std::path::Path) -> Result<String, String> {
         let mut replay = ReplayTransport::new(view.clone());
         let (reports, err) = replay.replay_all();
         match err {
-            Some(EngineError::Divergence(d)) if moves.len() < 40 => {
+            Some(EngineError::Divergence(d)) if moves.len() < bound => {
                 let mut records: Vec<Record> =
                     view.records.iter().map(|(_, r)| r.clone()).collect();
                 let adjusted = view
@@ -506,6 +545,13 @@ fn compare(path: &std::path::Path) -> Result<String, String> {
                     }
                     None => return Err(failure(&d.to_string(), &replay.trace, &moves)),
                 }
+            }
+            Some(EngineError::Divergence(d)) => {
+                return Err(failure(
+                    &format!("{d}\n  (the scenario's bound of {bound} interleaving moves is used up)"),
+                    &replay.trace,
+                    &moves,
+                ))
             }
             Some(e) => return Err(failure(&e.to_string(), &replay.trace, &moves)),
             None => {}
@@ -528,12 +574,20 @@ fn compare(path: &std::path::Path) -> Result<String, String> {
                 Err(e) => format!("{e}"),
             })
             .collect();
-        return Ok(format!(
-            "{calls} migrate call(s), {sends} commands matched, outcome [{}], adjusted {} time(s){}",
+        let summary = format!(
+            "{calls} migrate call(s), {sends} commands matched, outcome [{}], interleaving moves {} of at most {bound}{}",
             outcomes.join("; "),
             moves.len(),
             if moves.is_empty() { String::new() } else { format!(": {}", moves.join("; ")) }
-        ));
+        );
+        return Ok(Replayed {
+            scenario: t.header.scenario.clone(),
+            reports,
+            trace: replay.trace,
+            moves,
+            bound,
+            summary,
+        });
     }
 }
 
@@ -549,6 +603,272 @@ fn failure(e: &str, trace: &[String], moves: &[String]) -> String {
         "{e}\n  the shim's last steps:\n    {}\n  interleaving adjustments before: {moves:?}",
         tail.join("\n    ")
     )
+}
+
+// ------------------------------------------------------------------ what libvirt reported
+
+/// `$scen.libvirt.json`, written by ci/e2e next to the transcript (tests/e2e/README.md, "What
+/// libvirt reported").
+#[derive(Debug, serde::Deserialize)]
+struct LibvirtOutcome {
+    format: String,
+    version: u32,
+    scenario: String,
+    domain: String,
+    steps: Vec<Step>,
+    events: SideEvents,
+    #[serde(default)]
+    watcher_output: Option<Value>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct Step {
+    /// `migrate` (every migrate call, a recovery too), `migrate-postcopy`,
+    /// `domjobabort-postcopy`, or `cut` (ss -K; not a libvirt call).
+    call: String,
+    t0_ms: u64,
+    t1_ms: u64,
+    exit: i32,
+    /// virsh's `error: ` lines, without the prefix.
+    errors: Vec<String>,
+    /// `virsh domstate --reason`; None: no such domain.
+    src_state: Option<String>,
+    dst_state: Option<String>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct SideEvents {
+    src: Vec<LoggedEvent>,
+    dst: Vec<LoggedEvent>,
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LoggedEvent {
+    t_ms: u64,
+    text: String,
+}
+
+fn load_outcome(transcript: &std::path::Path) -> Result<LibvirtOutcome, String> {
+    let stem = transcript
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let path = transcript.with_file_name(format!("{stem}.libvirt.json"));
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        format!(
+            "no {} (ci/e2e writes what libvirt reported next to each transcript): {e}",
+            path.display()
+        )
+    })?;
+    let o: LibvirtOutcome = serde_json::from_str(&text)
+        .map_err(|e| format!("{}: not a libvirt outcome file: {e}", path.display()))?;
+    if o.format != "postcopy-libvirt-outcome" || o.version != 1 {
+        return Err(format!(
+            "{}: format '{}' version {}, expected postcopy-libvirt-outcome 1",
+            path.display(),
+            o.format,
+            o.version
+        ));
+    }
+    if let Some(s) = o.steps.iter().find(|s| s.t1_ms < s.t0_ms) {
+        return Err(format!(
+            "{}: step {} returned before it started",
+            path.display(),
+            s.call
+        ));
+    }
+    Ok(o)
+}
+
+/// libvirt's error code from the message's prefix (virErrorMsg), as the shim names codes.
+fn code_of_message(message: &str) -> &'static str {
+    use postcopy_core::driver::vocab::{code, code_name, error_prefix};
+    [
+        code::INTERNAL_ERROR,
+        code::INVALID_ARG,
+        code::OPERATION_INVALID,
+        code::OPERATION_FAILED,
+        code::OPERATION_ABORTED,
+        code::OPERATION_TIMEOUT,
+        code::OPERATION_UNSUPPORTED,
+        code::ARGUMENT_UNSUPPORTED,
+        code::NO_DOMAIN,
+        code::SYSTEM_ERROR,
+    ]
+    .into_iter()
+    .find(|c| message.starts_with(&format!("{}: ", error_prefix(*c))))
+    .map(code_name)
+    .unwrap_or("VIR_ERR_? (unknown prefix)")
+}
+
+/// A step's result as the shim's trace and api_result_text write it: `ok`, or `CODE: message`
+/// (libvirt's last error: virsh prints the error of the call, after any of its own).
+fn libvirt_result(step: &Step) -> String {
+    if step.exit == 0 {
+        return "ok".into();
+    }
+    match step.errors.last() {
+        Some(e) => format!("{}: {e}", code_of_message(e)),
+        None => format!("exit status {} without an error message", step.exit),
+    }
+}
+
+/// The shim's events per side, in order, from the replay's trace (`src event SUSPENDED_MIGRATED`).
+fn shim_events(trace: &[String]) -> [Vec<String>; 2] {
+    let mut out = [Vec::new(), Vec::new()];
+    for l in trace {
+        if let Some(e) = l.strip_prefix("src event ") {
+            out[0].push(e.to_string());
+        } else if let Some(e) = l.strip_prefix("dst event ") {
+            out[1].push(e.to_string());
+        }
+    }
+    out
+}
+
+/// libvirt's events per side as the comparison sees them (ALLOWED-DIFFERENCES.md, "Events"):
+/// from the first migrate call's start on, the three event types the shim models. Returns the
+/// events and what was left out.
+fn libvirt_events(o: &LibvirtOutcome) -> Result<([Vec<String>; 2], Vec<String>), String> {
+    let start = o
+        .steps
+        .iter()
+        .find(|s| s.call == "migrate")
+        .map(|s| s.t0_ms)
+        .ok_or("no migrate call in the steps")?;
+    let mut out = [Vec::new(), Vec::new()];
+    let mut left_out = Vec::new();
+    for (i, (side, evs)) in [("src", &o.events.src), ("dst", &o.events.dst)]
+        .into_iter()
+        .enumerate()
+    {
+        for e in evs {
+            let first = e.text.lines().next().unwrap_or("");
+            match virsh_event(&e.text, &o.domain) {
+                None => return Err(format!("{side}: not an event of {}: {first}", o.domain)),
+                Some(_) if e.t_ms < start => {
+                    left_out.push(format!("{side} before the migration: {first}"))
+                }
+                Some(VirshEvent::Modelled(name)) => out[i].push(name),
+                Some(VirshEvent::Other(kind)) => {
+                    left_out.push(format!("{side} not modelled ({kind}): {first}"))
+                }
+            }
+        }
+    }
+    Ok((out, left_out))
+}
+
+/// Asserts the shim's call results, states after each migrate call, and events per side equal
+/// what libvirt reported. Returns a one-line summary.
+fn compare_outcome(r: &Replayed, o: &LibvirtOutcome) -> Result<String, String> {
+    let mut errors = Vec::new();
+    if o.scenario != r.scenario {
+        errors.push(format!(
+            "the outcome file is of scenario '{}', the transcript of '{}'",
+            o.scenario, r.scenario
+        ));
+    }
+    // Migrate calls: result, then both sides' state after it.
+    let migrates: Vec<&Step> = o.steps.iter().filter(|s| s.call == "migrate").collect();
+    if migrates.len() != r.reports.len() {
+        errors.push(format!(
+            "libvirt made {} migrate call(s), the shim's replay {}",
+            migrates.len(),
+            r.reports.len()
+        ));
+    }
+    for (k, (step, report)) in migrates.iter().zip(&r.reports).enumerate() {
+        let shim = match &report.result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!("{}: {}", e.code_name(), e.message()),
+        };
+        let libvirt = libvirt_result(step);
+        if shim != libvirt {
+            errors.push(format!(
+                "migrate call {}: libvirt returned `{libvirt}`, the shim `{shim}`",
+                k + 1
+            ));
+        }
+        for (side, theirs, ours) in [
+            ("source", &step.src_state, report.src_state),
+            ("destination", &step.dst_state, report.dst_state),
+        ] {
+            let ours = ours.to_string();
+            let theirs = theirs.as_deref().unwrap_or("(no such domain)");
+            if theirs != ours {
+                errors.push(format!(
+                    "after migrate call {}: the {side} is `{theirs}` in libvirt, `{ours}` in the shim",
+                    k + 1
+                ));
+            }
+        }
+    }
+    // API calls made during a migrate call: their results, in order.
+    let api_steps: Vec<(&str, String)> = o
+        .steps
+        .iter()
+        .filter_map(|s| match s.call.as_str() {
+            "migrate-postcopy" => Some(("start_postcopy", libvirt_result(s))),
+            "domjobabort-postcopy" => Some(("abort_job", libvirt_result(s))),
+            _ => None,
+        })
+        .collect();
+    let shim_api: Vec<(&str, String)> = r
+        .trace
+        .iter()
+        .filter_map(|l| {
+            let (call, result) = l.strip_prefix("api ")?.split_once(" returned ")?;
+            let call = ["start_postcopy", "abort_job"].into_iter().find(|c| *c == call)?;
+            Some((call, result.to_string()))
+        })
+        .collect();
+    if api_steps != shim_api {
+        errors.push(format!(
+            "API calls: libvirt {api_steps:?}, the shim {shim_api:?}"
+        ));
+    }
+    // Events per side, in order.
+    let (theirs, left_out) = libvirt_events(o)?;
+    let ours = shim_events(&r.trace);
+    for (i, side) in ["source", "destination"].into_iter().enumerate() {
+        if theirs[i] != ours[i] {
+            let at = theirs[i]
+                .iter()
+                .zip(&ours[i])
+                .position(|(a, b)| a != b)
+                .unwrap_or(theirs[i].len().min(ours[i].len()));
+            errors.push(format!(
+                "{side} events differ at #{at}:\n      libvirt: [{}]\n      shim:    [{}]",
+                theirs[i].join(", "),
+                ours[i].join(", ")
+            ));
+        }
+    }
+    if let Some(w) = &o.watcher_output {
+        let lines: Vec<&Value> = ["src", "dst"]
+            .iter()
+            .filter_map(|k| w.get(*k)?.as_array())
+            .flatten()
+            .collect();
+        if !lines.is_empty() {
+            println!("  virsh event also printed: {lines:?}");
+        }
+    }
+    if !left_out.is_empty() {
+        println!("  events left out (ALLOWED-DIFFERENCES.md, Events): {left_out:?}");
+    }
+    if errors.is_empty() {
+        Ok(format!(
+            "results and states of {} migrate call(s) and {} API call(s), {} source and {} destination events equal libvirt's",
+            migrates.len(),
+            api_steps.len(),
+            ours[0].len(),
+            ours[1].len()
+        ))
+    } else {
+        Err(errors.join("\n    "))
+    }
 }
 
 /// Run by ci/e2e (`--ignored`), which sets E2E_TRANSCRIPTS to the transcripts imported from real
@@ -570,18 +890,32 @@ fn libvirt_transcripts_replay_against_the_shim() {
         "no transcripts (*.jsonl) in E2E_TRANSCRIPTS={dir}: nothing was compared"
     );
     let mut failures = Vec::new();
+    let mut moves = Vec::new();
     for f in &files {
-        match compare(f) {
-            Ok(s) => println!("same as libvirt: {}: {s}", f.display()),
+        let replayed = match compare(f) {
+            Ok(r) => {
+                println!("QMP same as libvirt's: {}: {}", f.display(), r.summary);
+                moves.push(format!("{}: {} of {}", r.scenario, r.moves.len(), r.bound));
+                r
+            }
             Err(e) => {
-                println!("DIFFERENT from libvirt: {}:\n{e}", f.display());
-                failures.push(f.display().to_string());
+                println!("QMP DIFFERENT from libvirt's: {}:\n{e}", f.display());
+                failures.push(format!("{} (QMP)", f.display()));
+                continue;
+            }
+        };
+        match load_outcome(f).and_then(|o| compare_outcome(&replayed, &o)) {
+            Ok(s) => println!("  {s}"),
+            Err(e) => {
+                println!("  results, states or events DIFFERENT from libvirt's:\n    {e}");
+                failures.push(format!("{} (results, states, events)", f.display()));
             }
         }
     }
+    println!("interleaving moves used per scenario: {}", moves.join(", "));
     assert!(
         failures.is_empty(),
-        "the shim's QMP differs from libvirt's in: {failures:?}"
+        "the shim differs from libvirt in: {failures:?}"
     );
 }
 
@@ -695,4 +1029,79 @@ fn import_a_small_log_snippet() {
     // The transcript reads back.
     let t = Transcript::parse("snippet", &imported.to_jsonl()).expect("parse");
     assert_eq!(t.records.len(), lines.len());
+}
+
+// ------------------------------------------------------------------ virsh event's output
+
+#[test]
+fn virsh_event_lines_read_as_the_shims_event_names() {
+    let d = "e2e-x";
+    let m = |s: &str| Some(VirshEvent::Modelled(s.to_string()));
+    assert_eq!(
+        virsh_event("event 'lifecycle' for domain 'e2e-x': Suspended Post-copy", d),
+        m("SUSPENDED_POSTCOPY")
+    );
+    assert_eq!(
+        virsh_event("event 'lifecycle' for domain 'e2e-x': Resumed Post-copy Error", d),
+        m("RESUMED_POSTCOPY_FAILED")
+    );
+    assert_eq!(
+        virsh_event("event 'lifecycle' for domain 'e2e-x': Started Migrated", d),
+        m("STARTED_MIGRATED")
+    );
+    assert_eq!(
+        virsh_event("event 'lifecycle' for domain 'e2e-x': Stopped Migrated", d),
+        m("STOPPED_MIGRATED")
+    );
+    assert_eq!(
+        virsh_event("event 'migration-iteration' for domain 'e2e-x': iteration: '3'", d),
+        m("MIGRATION_ITERATION 3")
+    );
+    assert_eq!(
+        virsh_event(
+            "event 'job-completed' for domain 'e2e-x':\n\toperation: 2\n\ttime_elapsed: 4242",
+            d
+        ),
+        m("JOB_COMPLETED")
+    );
+    assert_eq!(
+        virsh_event("event 'rtc-change' for domain 'e2e-x': 0", d),
+        Some(VirshEvent::Other("rtc-change".into()))
+    );
+    // Another domain's event, or no event at all.
+    assert_eq!(
+        virsh_event("event 'lifecycle' for domain 'e2e-y': Started Booted", d),
+        None
+    );
+    assert_eq!(virsh_event("events received: 4", d), None);
+    // The names are the shim's own (DomainEvent::describe).
+    use postcopy_core::driver::vocab::event as ev;
+    use postcopy_core::driver::DomainEvent;
+    let shim = DomainEvent::Lifecycle {
+        event: ev::RESUMED,
+        detail: ev::RESUMED_POSTCOPY_FAILED,
+    };
+    assert_eq!(
+        virsh_event("event 'lifecycle' for domain 'e2e-x': Resumed Post-copy Error", d),
+        Some(VirshEvent::Modelled(shim.describe()))
+    );
+    assert_eq!(
+        virsh_event("event 'migration-iteration' for domain 'e2e-x': iteration: '2'", d),
+        Some(VirshEvent::Modelled(
+            DomainEvent::MigrationIteration { iteration: 2 }.describe()
+        ))
+    );
+}
+
+#[test]
+fn a_libvirt_error_message_gives_its_code() {
+    assert_eq!(
+        code_of_message("operation failed: job 'migration out' failed in post-copy phase"),
+        "VIR_ERR_OPERATION_FAILED"
+    );
+    assert_eq!(
+        code_of_message("Requested operation is not valid: domain is not running"),
+        "VIR_ERR_OPERATION_INVALID"
+    );
+    assert_eq!(code_of_message("something else"), "VIR_ERR_? (unknown prefix)");
 }

@@ -588,3 +588,57 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
         summary,
     })
 }
+
+/// The name the shim gives an event (`DomainEvent::describe`: `SUSPENDED_POSTCOPY`,
+/// `MIGRATION_ITERATION 2`, `JOB_COMPLETED`), from the text `virsh event --timestamp` printed
+/// for it (tools/virsh-domain-event.c, without the timestamp): `event 'lifecycle' for domain
+/// 'NAME': Suspended Post-copy`, `event 'migration-iteration' for domain 'NAME': iteration:
+/// '2'`, `event 'job-completed' for domain 'NAME':` followed by its parameters. Another event
+/// type gives `Other("TYPE")`; text that is not an event of `domain` gives `None`.
+pub fn virsh_event(text: &str, domain: &str) -> Option<VirshEvent> {
+    let rest = text.strip_prefix("event '")?;
+    let (kind, rest) = rest.split_once('\'')?;
+    let rest = rest.strip_prefix(&format!(" for domain '{domain}':"))?;
+    let first = rest.lines().next().unwrap_or("").trim();
+    Some(match kind {
+        "lifecycle" => {
+            let (ev, detail) = first.split_once(' ')?;
+            VirshEvent::Modelled(format!(
+                "{}_{}",
+                ev.to_ascii_uppercase(),
+                lifecycle_detail(detail)
+            ))
+        }
+        "migration-iteration" => {
+            let n = first
+                .strip_prefix("iteration: '")?
+                .strip_suffix('\'')?
+                .parse::<u64>()
+                .ok()?;
+            VirshEvent::Modelled(format!("MIGRATION_ITERATION {n}"))
+        }
+        "job-completed" => VirshEvent::Modelled("JOB_COMPLETED".to_string()),
+        other => VirshEvent::Other(other.to_string()),
+    })
+}
+
+/// An event `virsh event` printed, as [`virsh_event`] reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VirshEvent {
+    /// A LIFECYCLE, MIGRATION_ITERATION or JOB_COMPLETED event, named as the shim names it.
+    Modelled(String),
+    /// Another event type (virsh's name for it).
+    Other(String),
+}
+
+/// virsh's lifecycle detail strings (virshDomainEventDetail) as the shim's detail names.
+fn lifecycle_detail(detail: &str) -> String {
+    match detail {
+        "Post-copy Error" => "POSTCOPY_FAILED".to_string(),
+        "Post-copy" => "POSTCOPY".to_string(),
+        "I/O Error" => "IOERROR".to_string(),
+        "API error" => "API_ERROR".to_string(),
+        "Event wakeup" => "WAKEUP".to_string(),
+        d => d.to_ascii_uppercase().replace(' ', "_"),
+    }
+}
