@@ -756,6 +756,17 @@ fn libvirt_events(o: &LibvirtOutcome) -> Result<([Vec<String>; 2], Vec<String>),
             }
         }
     }
+    // E4: libvirt stops the migrated source QEMU (qemuProcessStop, SIGTERM); QEMU's SHUTDOWN
+    // event (host-signal, dropped from the QMP by entry 2) gives SHUTDOWN_FINISHED_AFTER_HOST_REQUEST
+    // just before STOPPED_MIGRATED.
+    let src = &mut out[0];
+    if let Some(k) = src
+        .windows(2)
+        .position(|w| w[0] == "SHUTDOWN_FINISHED_AFTER_HOST_REQUEST" && w[1] == "STOPPED_MIGRATED")
+    {
+        src.remove(k);
+        left_out.push("src SHUTDOWN_FINISHED_AFTER_HOST_REQUEST before STOPPED_MIGRATED (E4)".into());
+    }
     Ok((out, left_out))
 }
 
@@ -814,7 +825,7 @@ fn compare_outcome(r: &Replayed, o: &LibvirtOutcome) -> Result<String, String> {
             _ => None,
         })
         .collect();
-    let shim_api: Vec<(&str, String)> = r
+    let mut shim_api: Vec<(&str, String)> = r
         .trace
         .iter()
         .filter_map(|l| {
@@ -823,13 +834,29 @@ fn compare_outcome(r: &Replayed, o: &LibvirtOutcome) -> Result<String, String> {
             Some((call, result.to_string()))
         })
         .collect();
+    // Allowed difference E5: virsh's own switch (`virsh migrate --postcopy-after-precopy` on a
+    // daemon without the flag calls virDomainMigrateStartPostCopy at iteration 2) reports its
+    // result only in virsh's debug output; it is compared in the replay instead (the
+    // api_return the import derives from QEMU's reply). Without a migrate-postcopy step, every
+    // start_postcopy is virsh's own.
+    let mut left_out = Vec::new();
+    if !o.steps.iter().any(|s| s.call == "migrate-postcopy") {
+        shim_api.retain(|(c, res)| {
+            let own = *c == "start_postcopy";
+            if own {
+                left_out.push(format!("virsh's own start_postcopy (E5), the shim: {res}"));
+            }
+            !own
+        });
+    }
     if api_steps != shim_api {
         errors.push(format!(
             "API calls: libvirt {api_steps:?}, the shim {shim_api:?}"
         ));
     }
     // Events per side, in order.
-    let (theirs, left_out) = libvirt_events(o)?;
+    let (theirs, events_left_out) = libvirt_events(o)?;
+    left_out.extend(events_left_out);
     let ours = shim_events(&r.trace);
     for (i, side) in ["source", "destination"].into_iter().enumerate() {
         if theirs[i] != ours[i] {
@@ -856,7 +883,7 @@ fn compare_outcome(r: &Replayed, o: &LibvirtOutcome) -> Result<String, String> {
         }
     }
     if !left_out.is_empty() {
-        println!("  events left out (ALLOWED-DIFFERENCES.md, Events): {left_out:?}");
+        println!("  left out (ALLOWED-DIFFERENCES.md, Events, call results and states): {left_out:?}");
     }
     if errors.is_empty() {
         Ok(format!(
