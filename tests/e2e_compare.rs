@@ -5,7 +5,16 @@
 //! is replayed against the shim with `ReplayTransport`: the shim gets libvirt's replies and events
 //! and must send libvirt's commands, at the same points, with the same arguments. Before the
 //! replay, libvirt's conversation goes through the filter of tests/e2e/ALLOWED-DIFFERENCES.md
-//! ([`shim_view`]); anything else that differs fails the test with the first divergence.
+//! ([`shim_view`]); anything else that differs fails the test with the first divergence. The
+//! interleaving of the two monitors may be adjusted (entry 8) at most [`MOVE_BOUNDS`] times per
+//! scenario.
+//!
+//! Then what libvirt's API reported in the same scenario (`<scenario>.libvirt.json`, recorded by
+//! ci/e2e: `virsh event` on both daemons, each call's result, `domstate --reason` after each
+//! call) is compared with what the shim reported in the replay ([`compare_outcome`]): each
+//! migrate call's result (code and message), both sides' states after it, the results of the
+//! client's API calls, and the lifecycle, migration-iteration and job-completed events per side
+//! in order (filter: ALLOWED-DIFFERENCES.md, "Events, call results and states").
 //!
 //! The comparison is an ignored test that ci/e2e runs (`--include-ignored`) with
 //! `E2E_TRANSCRIPTS` set to a directory of imported transcripts; without them, or with none in
