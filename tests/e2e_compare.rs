@@ -478,7 +478,7 @@ fn movable_over_event(r: &Record, got: &str) -> bool {
 /// README.md, "Interleaving", has the counts). More fails the comparison; every run prints how
 /// many it used.
 const MOVE_BOUNDS: &[(&str, usize)] = &[
-    // one migrate call, switch by virsh: 1, 1, 2 moves seen
+    // one migrate call, switch by virsh: at most 2 moves in 8 runs of each
     ("u-virsh-switch", 4),
     ("u-migrate-postcopy", 4),
     // one migrate call, switch by the driver
