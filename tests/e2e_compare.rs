@@ -563,7 +563,9 @@ fn compare(path: &std::path::Path) -> Result<Replayed, String> {
             }
             Some(EngineError::Divergence(d)) => {
                 return Err(failure(
-                    &format!("{d}\n  (the scenario's bound of {bound} interleaving moves is used up)"),
+                    &format!(
+                        "{d}\n  (the scenario's bound of {bound} interleaving moves is used up)"
+                    ),
                     &replay.trace,
                     &moves,
                 ))
@@ -780,7 +782,8 @@ fn libvirt_events(o: &LibvirtOutcome) -> Result<([Vec<String>; 2], Vec<String>),
         .position(|w| w[0] == "SHUTDOWN_FINISHED_AFTER_HOST_REQUEST" && w[1] == "STOPPED_MIGRATED")
     {
         src.remove(k);
-        left_out.push("src SHUTDOWN_FINISHED_AFTER_HOST_REQUEST before STOPPED_MIGRATED (E4)".into());
+        left_out
+            .push("src SHUTDOWN_FINISHED_AFTER_HOST_REQUEST before STOPPED_MIGRATED (E4)".into());
     }
     Ok((out, left_out))
 }
@@ -845,7 +848,9 @@ fn compare_outcome(r: &Replayed, o: &LibvirtOutcome) -> Result<String, String> {
         .iter()
         .filter_map(|l| {
             let (call, result) = l.strip_prefix("api ")?.split_once(" returned ")?;
-            let call = ["start_postcopy", "abort_job"].into_iter().find(|c| *c == call)?;
+            let call = ["start_postcopy", "abort_job"]
+                .into_iter()
+                .find(|c| *c == call)?;
             Some((call, result.to_string()))
         })
         .collect();
@@ -898,7 +903,9 @@ fn compare_outcome(r: &Replayed, o: &LibvirtOutcome) -> Result<String, String> {
         }
     }
     if !left_out.is_empty() {
-        println!("  left out (ALLOWED-DIFFERENCES.md, Events, call results and states): {left_out:?}");
+        println!(
+            "  left out (ALLOWED-DIFFERENCES.md, Events, call results and states): {left_out:?}"
+        );
     }
     if errors.is_empty() {
         Ok(format!(
@@ -1080,11 +1087,17 @@ fn virsh_event_lines_read_as_the_shims_event_names() {
     let d = "e2e-x";
     let m = |s: &str| Some(VirshEvent::Modelled(s.to_string()));
     assert_eq!(
-        virsh_event("event 'lifecycle' for domain 'e2e-x': Suspended Post-copy", d),
+        virsh_event(
+            "event 'lifecycle' for domain 'e2e-x': Suspended Post-copy",
+            d
+        ),
         m("SUSPENDED_POSTCOPY")
     );
     assert_eq!(
-        virsh_event("event 'lifecycle' for domain 'e2e-x': Resumed Post-copy Error", d),
+        virsh_event(
+            "event 'lifecycle' for domain 'e2e-x': Resumed Post-copy Error",
+            d
+        ),
         m("RESUMED_POSTCOPY_FAILED")
     );
     assert_eq!(
@@ -1096,7 +1109,10 @@ fn virsh_event_lines_read_as_the_shims_event_names() {
         m("STOPPED_MIGRATED")
     );
     assert_eq!(
-        virsh_event("event 'migration-iteration' for domain 'e2e-x': iteration: '3'", d),
+        virsh_event(
+            "event 'migration-iteration' for domain 'e2e-x': iteration: '3'",
+            d
+        ),
         m("MIGRATION_ITERATION 3")
     );
     assert_eq!(
@@ -1124,11 +1140,17 @@ fn virsh_event_lines_read_as_the_shims_event_names() {
         detail: ev::RESUMED_POSTCOPY_FAILED,
     };
     assert_eq!(
-        virsh_event("event 'lifecycle' for domain 'e2e-x': Resumed Post-copy Error", d),
+        virsh_event(
+            "event 'lifecycle' for domain 'e2e-x': Resumed Post-copy Error",
+            d
+        ),
         Some(VirshEvent::Modelled(shim.describe()))
     );
     assert_eq!(
-        virsh_event("event 'migration-iteration' for domain 'e2e-x': iteration: '2'", d),
+        virsh_event(
+            "event 'migration-iteration' for domain 'e2e-x': iteration: '2'",
+            d
+        ),
         Some(VirshEvent::Modelled(
             DomainEvent::MigrationIteration { iteration: 2 }.describe()
         ))
@@ -1145,5 +1167,8 @@ fn a_libvirt_error_message_gives_its_code() {
         code_of_message("Requested operation is not valid: domain is not running"),
         "VIR_ERR_OPERATION_INVALID"
     );
-    assert_eq!(code_of_message("something else"), "VIR_ERR_? (unknown prefix)");
+    assert_eq!(
+        code_of_message("something else"),
+        "VIR_ERR_? (unknown prefix)"
+    );
 }
