@@ -9,8 +9,10 @@ use std::collections::VecDeque;
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{
     check_driver_flags, check_public_flags, Action, ApiCall, ApiValue, DomainEvent, Input,
-    MigrateRequest, Migration, Outcome, Phase, Side, SwitchedBy, VirError,
+    MigrateRequest, Migration, Milestone, Outcome, PerSide, Phase, Side, SwitchedBy, Ticket,
+    VirError,
 };
+use postcopy_core::qmp::{Command, Output, Session};
 use serde_json::{json, Value};
 
 const ALL_CAPS: &[&str] = &[
@@ -45,6 +47,7 @@ struct Fake {
     api: Vec<(ApiCall, Result<ApiValue, VirError>)>,
     done: Option<Result<Outcome, VirError>>,
     stopped: Vec<Side>,
+    milestones: Vec<Milestone>,
     status: [&'static str; 2],
     src_caps: Vec<&'static str>,
     dst_caps: Vec<&'static str>,
@@ -70,12 +73,13 @@ impl Fake {
 
     fn with(flags: u32, src_caps: Vec<&'static str>, dst_caps: Vec<&'static str>) -> Fake {
         Fake {
-            m: Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]),
+            m: Migration::new(req(flags), PerSide::new((10, 0, 2), (10, 0, 2))),
             sent: Vec::new(),
             events: Vec::new(),
             api: Vec::new(),
             done: None,
             stopped: Vec::new(),
+            milestones: Vec::new(),
             status: ["none", "none"],
             src_caps,
             dst_caps,
@@ -136,14 +140,19 @@ impl Fake {
             match a {
                 Action::Send {
                     side,
-                    id,
                     command,
-                    args,
+                    ticket,
                 } => {
-                    let result = self.reply_for(side, &command);
-                    let resumes = command == "cont" && result.is_ok();
-                    self.sent.push((side, command, args));
-                    queue.extend(self.m.handle(Input::Reply { side, id, result }));
+                    let result = self.reply_for(side, command.name());
+                    let resumes = command == Command::Cont && result.is_ok();
+                    self.sent
+                        .push((side, command.name().to_string(), command.arguments()));
+                    queue.extend(self.m.handle(Input::Reply {
+                        side,
+                        command,
+                        ticket,
+                        result,
+                    }));
                     if resumes {
                         // QEMU announces the running vCPUs, as after any `cont`.
                         queue.extend(self.m.handle(Input::Event {
@@ -156,6 +165,7 @@ impl Fake {
                 Action::Emit { side, event } => self.events.push((side, event)),
                 Action::ApiReturn { call, result } => self.api.push((call, result)),
                 Action::StopQemu { side } => self.stopped.push(side),
+                Action::Milestone(m) => self.milestones.push(m),
                 Action::Warn(_) => {}
                 Action::Done(r) => self.done = Some(r),
             }
@@ -489,7 +499,7 @@ fn parameters_bandwidth_and_incoming() {
             postcopy_bandwidth_mib: Some(5),
             ..req(PC)
         },
-        [(10, 0, 2), (10, 0, 2)],
+        PerSide::new((10, 0, 2), (10, 0, 2)),
     );
     f.start();
     let src = f.args_of(Side::Src, "migrate-set-parameters");
@@ -515,7 +525,7 @@ fn parameters_bandwidth_and_incoming() {
 #[test]
 fn exit_on_error_only_for_qemu_9_1_and_later() {
     let mut f = Fake::new(PC);
-    f.m = Migration::new(req(PC), [(7, 2, 22), (7, 2, 22)]);
+    f.m = Migration::new(req(PC), PerSide::new((7, 2, 22), (7, 2, 22)));
     f.start();
     assert_eq!(
         f.args_of(Side::Dst, "migrate-incoming")[0],
@@ -827,7 +837,7 @@ fn an_unknown_status_in_an_event_changes_nothing() {
 fn resumed(memory: Option<postcopy_core::driver::JobMemory>) -> Fake {
     let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
     let mut f = Fake::new(flags);
-    f.m = Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]).with_memory(memory);
+    f.m = Migration::new(req(flags), PerSide::new((10, 0, 2), (10, 0, 2))).with_memory(memory);
     f.status = ["postcopy-paused", "postcopy-paused"];
     f.start();
     f
@@ -933,54 +943,128 @@ fn after_precopy_completion_the_statistics_are_not_read_again() {
     );
 }
 
+/// A ready QMP session for the source monitor, as the engine has one.
+fn ready_session() -> Session<Ticket> {
+    let mut s = Session::new();
+    s.receive(r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}}"#)
+        .expect("greeting");
+    s.receive(r#"{"return": {}, "id": "lpc-0"}"#)
+        .expect("ready");
+    s
+}
+
+/// Hands the driver's commands for the source to `session`; returns the lines transmitted now.
+fn execute_on(session: &mut Session<Ticket>, actions: Vec<Action>) -> Vec<String> {
+    actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                side: Side::Src,
+                command,
+                ticket,
+            } => session.execute(command, ticket).expect("ready"),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn one_command_at_a_time_per_monitor() {
     // QEMU may report pre-switchover before it answered migrate-start-postcopy. libvirt holds the
-    // monitor for one command at a time: the statistics refresh waits for that reply.
+    // monitor for one command at a time: the statistics refresh waits for that reply. The driver
+    // says what to send; the QMP session holds the monitor.
     let mut f = Fake::started(APC);
-    let sends = |acts: &[Action]| -> Vec<(Side, u64, String)> {
-        acts.iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    side, id, command, ..
-                } => Some((*side, *id, command.clone())),
-                _ => None,
-            })
-            .collect()
-    };
+    let mut src = ready_session();
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "MIGRATION_PASS".into(),
         data: json!({"pass": 2}),
     });
-    let s = sends(&a);
-    assert_eq!(s.len(), 1);
-    assert_eq!(s[0].2, "migrate-start-postcopy");
-    let switch_id = s[0].1;
+    assert_eq!(
+        execute_on(&mut src, a),
+        ["{\"execute\":\"migrate-start-postcopy\",\"id\":\"lpc-1\"}\n"]
+    );
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "STOP".into(),
         data: json!({}),
     });
-    assert!(sends(&a).is_empty());
+    assert!(execute_on(&mut src, a).is_empty());
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "MIGRATION".into(),
         data: json!({"status": "pre-switchover"}),
     });
     assert!(
-        sends(&a).is_empty(),
-        "nothing while migrate-start-postcopy is unanswered: {a:?}"
+        a.iter().any(|x| matches!(
+            x,
+            Action::Send {
+                command: Command::QueryMigrate,
+                ..
+            }
+        )),
+        "the driver asks for the statistics: {a:?}"
     );
-    let a = f.m.handle(Input::Reply {
-        side: Side::Src,
-        id: switch_id,
-        result: Ok(json!({})),
-    });
-    let s = sends(&a);
-    assert_eq!(
-        s.iter().map(|x| x.2.as_str()).collect::<Vec<_>>(),
-        ["query-migrate"],
-        "{a:?}"
+    assert!(
+        execute_on(&mut src, a).is_empty(),
+        "nothing goes out while migrate-start-postcopy is unanswered"
+    );
+    assert_eq!(src.queued(), 1);
+    match src
+        .receive(r#"{"return": {}, "id": "lpc-1"}"#)
+        .expect("reply")
+    {
+        Output::Reply {
+            command,
+            context,
+            result,
+            transmit,
+        } => {
+            assert_eq!(command, Command::MigrateStartPostcopy);
+            assert_eq!(
+                transmit.as_deref(),
+                Some("{\"execute\":\"query-migrate\",\"id\":\"lpc-2\"}\n"),
+                "the statistics refresh goes out with the reply"
+            );
+            let a = f.m.handle(Input::Reply {
+                side: Side::Src,
+                command,
+                ticket: context,
+                result,
+            });
+            assert!(execute_on(&mut src, a).is_empty());
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(src.in_flight(), Some(&Command::QueryMigrate));
+}
+
+#[test]
+fn milestones_time_the_switch_once() {
+    let mut f = Fake::started(APC);
+    f.pass(1);
+    f.pass(2);
+    f.pass(3);
+    f.status(Side::Src, "postcopy-active");
+    f.status(Side::Dst, "postcopy-active");
+    pretty_assertions::assert_eq!(
+        f.milestones,
+        [
+            Milestone::Pass2Seen { pass: 2 },
+            Milestone::SwitchRequested(SwitchedBy::AfterPrecopy { pass: 2 }),
+            Milestone::PostcopyActive { side: Side::Src },
+        ]
+    );
+}
+
+#[test]
+fn a_manual_switch_is_a_milestone_too() {
+    let mut f = Fake::started(PC);
+    f.pass(1);
+    assert!(start_pc(&mut f, 0).is_ok());
+    assert!(start_pc(&mut f, 0).is_ok());
+    pretty_assertions::assert_eq!(
+        f.milestones,
+        [Milestone::SwitchRequested(SwitchedBy::Api { pass: 1 })]
     );
 }

@@ -1,32 +1,11 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt;
 
 use serde_json::Value;
-use thiserror::Error;
 
 use super::format::{Record, Transcript};
 use crate::driver::vocab::flag_names;
 use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
-use crate::engine::{self, api_result_text, EngineError, Incoming, Report, Transport};
-
-/// The first point where the shim and a recording disagree.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub struct Divergence {
-    pub file: String,
-    pub line: usize,
-    pub expected: String,
-    pub got: String,
-}
-
-impl fmt::Display for Divergence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "replay diverged at {}:{}\n  expected (recorded): {}\n  got (shim):          {}",
-            self.file, self.line, self.expected, self.got
-        )
-    }
-}
+use crate::engine::{self, api_result_text, Divergence, EngineError, Incoming, Report, Transport};
 
 /// A command line without its id, for comparison and display: `src -> migrate {"uri":...}`.
 fn command_text(side: Side, msg: &Value) -> String {
@@ -282,7 +261,7 @@ impl Transport for ReplayTransport {
 
     fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError> {
         let msg: Value = serde_json::from_str(line)
-            .map_err(|e| EngineError::Io(format!("shim sent invalid JSON: {e}")))?;
+            .map_err(|e| EngineError::transport("shim sent invalid JSON", e))?;
         let is_poll = self.poll_pending
             && side == Side::Src
             && msg.get("execute").and_then(Value::as_str) == Some("query-migrate");
