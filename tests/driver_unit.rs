@@ -1,11 +1,12 @@
-//! Unit tests of the sans-IO driver: flag checks (SPEC B.3, A.1), StartPostCopy preconditions
-//! (B.2), the AFTER_PRECOPY switch rule, job states and events (B.4). A fake QEMU answers
+//! Unit tests of the sans-IO driver: flag checks (docs/driver-behaviour.md §1, §7), StartPostCopy
+//! preconditions (§6), the AFTER_PRECOPY switch rule (§7), job states and events (§9). A fake QEMU answers
 //! commands from a table, so each test speaks only of the events that matter to it.
 
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 use std::collections::VecDeque;
 
+use postcopy_core::driver::domain;
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{
     check_driver_flags, check_public_flags, Action, ApiCall, ApiValue, DomainEvent, Input,
@@ -13,6 +14,7 @@ use postcopy_core::driver::{
     VirError,
 };
 use postcopy_core::qmp::{Command, Output, Session};
+use pretty_assertions::assert_eq;
 use serde_json::{json, Value};
 
 const ALL_CAPS: &[&str] = &[
@@ -253,7 +255,7 @@ fn err_of(r: Result<(), VirError>) -> (i32, String) {
     (e.code, e.message())
 }
 
-// ---- flag validation (B.3, A.1) ----
+// ---- flag validation (docs/driver-behaviour.md §1, §7) ----
 
 #[test]
 fn after_precopy_requires_postcopy() {
@@ -394,7 +396,7 @@ fn a_paused_source_fails_postcopy_in_prepare() {
     assert_eq!(f.count("migrate-incoming"), 0);
 }
 
-// ---- capabilities and parameters (B.1.2) ----
+// ---- capabilities and parameters (§2) ----
 
 fn caps_on(args: &Value) -> Vec<String> {
     args["capabilities"]
@@ -533,7 +535,7 @@ fn exit_on_error_only_for_qemu_9_1_and_later() {
     );
 }
 
-// ---- the AFTER_PRECOPY switch (A.1) ----
+// ---- the AFTER_PRECOPY switch (§7) ----
 
 #[test]
 fn after_precopy_switches_on_pass_two_exactly_once() {
@@ -607,7 +609,7 @@ fn a_failed_automatic_switch_does_not_fail_the_migration() {
     assert!(f.done.expect("done").is_ok());
 }
 
-// ---- StartPostCopy (B.2) ----
+// ---- StartPostCopy (§6) ----
 
 fn start_pc(f: &mut Fake, flags: u32) -> Result<ApiValue, VirError> {
     f.feed(Input::Api(ApiCall::StartPostCopy { flags }));
@@ -680,14 +682,14 @@ fn start_postcopy_reports_qemu_errors_as_libvirt_does() {
 
 #[test]
 fn start_postcopy_twice_succeeds_twice() {
-    // B.9.2: repeated calls succeed silently; QEMU only sets a flag again.
+    // §6: repeated calls succeed silently; QEMU only sets a flag again.
     let mut f = Fake::started(PC);
     assert!(start_pc(&mut f, 0).is_ok());
     assert!(start_pc(&mut f, 0).is_ok());
     assert_eq!(f.count("migrate-start-postcopy"), 2);
 }
 
-// ---- states and events (B.4) ----
+// ---- states and events (§9) ----
 
 #[test]
 fn postcopy_states_and_events_on_both_sides() {
@@ -832,7 +834,7 @@ fn an_unknown_status_in_an_event_changes_nothing() {
     assert_eq!(f.count("migrate-start-postcopy"), 1);
 }
 
-// ---- recovery (B.1.6) ----
+// ---- recovery (§11) ----
 
 fn resumed(memory: Option<postcopy_core::driver::JobMemory>) -> Fake {
     let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
@@ -1047,7 +1049,7 @@ fn milestones_time_the_switch_once() {
     f.pass(3);
     f.status(Side::Src, "postcopy-active");
     f.status(Side::Dst, "postcopy-active");
-    pretty_assertions::assert_eq!(
+    assert_eq!(
         f.milestones,
         [
             Milestone::Pass2Seen { pass: 2 },
@@ -1063,8 +1065,198 @@ fn a_manual_switch_is_a_milestone_too() {
     f.pass(1);
     assert!(start_pc(&mut f, 0).is_ok());
     assert!(start_pc(&mut f, 0).is_ok());
-    pretty_assertions::assert_eq!(
+    assert_eq!(
         f.milestones,
         [Milestone::SwitchRequested(SwitchedBy::Api { pass: 1 })]
     );
+}
+
+// ---- the domain object's rules (docs/driver-behaviour.md §6, §8, §9, §12) ----
+
+fn answer(e: VirError) -> (i32, String) {
+    (e.code, e.message())
+}
+
+#[test]
+fn calls_without_a_job_get_libvirts_answers() {
+    let cases = [
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: post-copy can only be started while outgoing migration is in progress",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 1 },
+            true,
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x1) in function qemuDomainMigrateStartPostCopy",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            false,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: domain is not running",
+        ),
+        (
+            ApiCall::AbortJob { flags: 0 },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: no job is active on the domain",
+        ),
+        (
+            ApiCall::AbortJob {
+                flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+            },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: current job is not outgoing migration in post-copy mode",
+        ),
+        (
+            ApiCall::AbortJob { flags: 4 },
+            true,
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x4) in function qemuDomainAbortJobFlags",
+        ),
+        (
+            ApiCall::GetJobStats,
+            false,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: no job is active on the domain",
+        ),
+    ];
+    for (call, active, code, message) in cases {
+        assert_eq!(
+            answer(domain::answer_without_job(&call, active)),
+            (code, message.to_string()),
+            "{call:?} active={active}"
+        );
+    }
+}
+
+#[test]
+fn calls_on_the_destination_are_refused_as_libvirt_does() {
+    let cases = [
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePrepare3Params)",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 2 },
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x2) in function qemuDomainMigrateStartPostCopy",
+        ),
+        (
+            ApiCall::AbortJob { flags: 0 },
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: cannot abort incoming migration; use virDomainDestroy instead",
+        ),
+        (
+            ApiCall::GetJobStats,
+            code::OPERATION_UNSUPPORTED,
+            "Operation not supported: migration statistics are available only on the source host",
+        ),
+    ];
+    for (call, code, message) in cases {
+        assert_eq!(
+            answer(domain::answer_on_destination(&call)),
+            (code, message.to_string()),
+            "{call:?}"
+        );
+    }
+    assert_eq!(
+        domain::check_begin_job(true, true).map_err(answer),
+        Err((
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePerform3Params)".to_string()
+        ))
+    );
+    assert_eq!(
+        domain::check_begin_job(false, false).map_err(answer),
+        Err((
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: domain is not running".to_string()
+        ))
+    );
+    assert_eq!(domain::check_begin_job(false, true), Ok(()));
+}
+
+#[test]
+fn a_finished_migration_answers_calls_as_without_a_job() {
+    let mut f = Fake::started(PC);
+    f.status(Side::Src, "completed");
+    f.status(Side::Dst, "completed");
+    assert!(f.done.clone().expect("done").is_ok());
+    let r = start_pc(&mut f, 0).expect_err("no job");
+    // The source QEMU was stopped: the domain is not running any more.
+    assert_eq!(
+        answer(r),
+        answer(domain::answer_without_job(
+            &ApiCall::StartPostCopy { flags: 0 },
+            false
+        ))
+    );
+}
+
+#[test]
+fn the_state_after_each_lifecycle_event() {
+    let cases = [
+        (
+            event::STARTED,
+            event::STARTED_MIGRATED,
+            Some((state::PAUSED, state::PAUSED_MIGRATION)),
+        ),
+        (
+            event::SUSPENDED,
+            event::SUSPENDED_POSTCOPY,
+            Some((state::PAUSED, state::PAUSED_POSTCOPY)),
+        ),
+        (
+            event::SUSPENDED,
+            event::SUSPENDED_POSTCOPY_FAILED,
+            Some((state::PAUSED, state::PAUSED_POSTCOPY_FAILED)),
+        ),
+        (
+            event::RESUMED,
+            event::RESUMED_POSTCOPY,
+            Some((state::RUNNING, state::RUNNING_POSTCOPY)),
+        ),
+        (
+            event::RESUMED,
+            event::RESUMED_MIGRATED,
+            Some((state::RUNNING, state::RUNNING_MIGRATED)),
+        ),
+        (
+            event::STOPPED,
+            event::STOPPED_MIGRATED,
+            Some((state::SHUTOFF, state::SHUTOFF_MIGRATED)),
+        ),
+        // A QEMU that crashed is reported by the driver's own state, not by this table.
+        (event::STOPPED, event::STOPPED_FAILED, None),
+    ];
+    for (ev, detail, expected) in cases {
+        assert_eq!(
+            postcopy_core::driver::state_after(ev, detail),
+            expected.map(|(s, r)| postcopy_core::driver::DomainState::new(s, r)),
+            "{}",
+            event::name(ev, detail)
+        );
+    }
+}
+
+#[test]
+fn per_side_values_are_indexed_by_side() {
+    let mut p = PerSide::new("a".to_string(), "b".to_string());
+    p[Side::Dst].push('!');
+    assert_eq!((p[Side::Src].as_str(), p.dst.as_str()), ("a", "b!"));
+    assert_eq!(
+        p.iter().map(|(s, v)| (s, v.len())).collect::<Vec<_>>(),
+        [(Side::Src, 1), (Side::Dst, 2)]
+    );
+    assert_eq!(
+        PerSide::from_fn(Side::other),
+        PerSide::new(Side::Dst, Side::Src)
+    );
+    assert_eq!(p.map(|side, v| format!("{}:{v}", side.tag())).src, "src:a");
 }
