@@ -1,7 +1,7 @@
 //! The migration state machine: libvirt's QEMU driver for one migrate call between two QEMUs.
 //!
 //! [`Migration`] takes [`Input`]s and returns [`Action`]s. Within libvirt's phases (the diagram in
-//! the [driver module's docs](super)) it walks a [`Step`] at a time: one command, or a wait for
+//! the [driver module's docs](super)) it walks a `Step` at a time: one command, or a wait for
 //! events. The steps are grouped by concern, each group handled in its own module: attach and
 //! Begin here, Prepare and Finish in `destination`, Perform and Confirm in `source`, recovery in
 //! `resume`, the cleanup after a failure in `failure`.
