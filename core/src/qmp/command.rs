@@ -26,7 +26,7 @@ pub enum Command {
         uri: String,
         exit_on_error: Option<bool>,
     },
-    /// No `detach`: QEMU always ignored it and 11.1 refuses it; libvirt no longer sends it.
+    /// No `detach`: QEMU always ignored it and 11.1 refuses it; upstream libvirt dropped it.
     Migrate {
         uri: String,
         resume: bool,
