@@ -891,8 +891,7 @@ fn resume_sends_no_capabilities_and_recovers_on_both_sides() {
 fn resume_restores_the_parameters_the_first_call_saved() {
     let orig = json!({"tls-creds": "", "max-bandwidth": 134217728});
     let mut f = resumed(Some(postcopy_core::driver::JobMemory {
-        src_orig_params: None,
-        dst_orig_params: Some(orig.clone()),
+        orig_params: PerSide::new(None, Some(orig.clone())),
     }));
     f.status(Side::Src, "postcopy-active");
     f.complete();

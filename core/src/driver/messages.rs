@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::migration::Ticket;
-use super::side::Side;
+use super::side::{PerSide, Side};
 use super::stats::JobStats;
 use super::vocab::{event, VirError};
 use crate::qmp::{Command, QmpError};
@@ -44,8 +44,8 @@ impl MigrateRequest {
 /// recovery restores. The shim hands it from one call to the next.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobMemory {
-    pub src_orig_params: Option<Value>,
-    pub dst_orig_params: Option<Value>,
+    /// Each side's parameters before the migration changed them, once read.
+    pub orig_params: PerSide<Option<Value>>,
 }
 
 /// The name the shim gives the domain in libvirt's messages ("domain '%s' ...").

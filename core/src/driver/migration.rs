@@ -218,8 +218,9 @@ impl Migration {
     /// A recovery call continues the job of the failed call: its saved parameters.
     pub fn with_memory(mut self, memory: Option<JobMemory>) -> Self {
         if let (CallKind::Resume, Some(m)) = (self.kind, memory) {
-            self.sides.src.orig_params = m.src_orig_params;
-            self.sides.dst.orig_params = m.dst_orig_params;
+            let PerSide { src, dst } = m.orig_params;
+            self.sides.src.orig_params = src;
+            self.sides.dst.orig_params = dst;
         }
         self
     }
@@ -227,8 +228,7 @@ impl Migration {
     /// What the job keeps for a later call of the same migration.
     pub fn memory(&self) -> JobMemory {
         JobMemory {
-            src_orig_params: self.sides.src.orig_params.clone(),
-            dst_orig_params: self.sides.dst.orig_params.clone(),
+            orig_params: PerSide::from_fn(|side| self.sides[side].orig_params.clone()),
         }
     }
 

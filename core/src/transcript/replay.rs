@@ -6,6 +6,7 @@ use super::format::{Record, Transcript};
 use crate::driver::vocab::flag_names;
 use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
 use crate::engine::{self, api_result_text, Divergence, EngineError, Incoming, Report, Transport};
+use crate::qmp::Command;
 
 /// A command line without its id, for comparison and display: `src -> migrate {"uri":...}`.
 fn command_text(side: Side, msg: &Value) -> String {
@@ -285,7 +286,7 @@ impl Transport for ReplayTransport {
             .map_err(|e| EngineError::transport("shim sent invalid JSON", e))?;
         let is_poll = self.poll_pending
             && side == Side::Src
-            && msg.get("execute").and_then(Value::as_str) == Some("query-migrate");
+            && msg.get("execute").and_then(Value::as_str) == Some(Command::QueryMigrate.name());
         if is_poll {
             self.poll_pending = false;
             if let Some(id) = msg.get("id").and_then(Value::as_str) {
