@@ -350,3 +350,29 @@ impl Run {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+    use std::io;
+
+    use super::EngineError;
+
+    #[test]
+    fn a_transport_error_keeps_its_cause() {
+        let e = EngineError::transport(
+            "src monitor write failed",
+            io::Error::new(io::ErrorKind::BrokenPipe, "Broken pipe"),
+        );
+        assert_eq!(e.to_string(), "src monitor write failed");
+        let cause = e.source().expect("chained");
+        assert_eq!(
+            cause.downcast_ref::<io::Error>().map(io::Error::kind),
+            Some(io::ErrorKind::BrokenPipe)
+        );
+        assert_eq!(e.with_causes(), "src monitor write failed: Broken pipe");
+        let ended = EngineError::transport_ended("no migration runs");
+        assert!(ended.source().is_none());
+        assert_eq!(ended.with_causes(), "no migration runs");
+    }
+}
