@@ -8,3 +8,10 @@ pub mod libvirt_log;
 pub mod qemu;
 pub mod relay;
 pub mod scenario;
+
+/// An error's message, then each of its causes' (`source()`), outermost first.
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
+    std::iter::successors(Some(e), |e| e.source())
+        .map(ToString::to_string)
+        .collect()
+}

@@ -1,5 +1,6 @@
-//! Starts the two local QEMUs of `postcopy migrate`: TCG, our guest kernel, a QMP unix socket each,
-//! the serial console to a file the host timestamps.
+//! Starts the two local QEMUs of a migration (`postcopy migrate`, the scenarios, the benchmark, the
+//! live tests): TCG, our guest kernel, a QMP unix socket each, the serial console to a file the
+//! host timestamps.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -7,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use postcopy_core::driver::Side;
 
 /// How to start a QEMU.
 #[derive(Debug, Clone)]
@@ -19,6 +22,28 @@ pub struct QemuConfig {
     pub extra_args: Vec<String>,
     /// Extra environment (for example QEMU_MODULE_DIR).
     pub env: Vec<(String, String)>,
+}
+
+impl QemuConfig {
+    /// Our guest (`append` is its command line, qemu-fixtures/guest/README.md) in `memory_mib`
+    /// of RAM under `binary`, or under the QEMU extracted at `root` ([`extracted_qemu`]).
+    pub fn guest(
+        binary: &Path,
+        root: Option<&Path>,
+        kernel: &Path,
+        append: &str,
+        memory_mib: u64,
+    ) -> QemuConfig {
+        let (env, extra_args) = extracted_qemu(root);
+        QemuConfig {
+            binary: binary.to_path_buf(),
+            kernel: kernel.to_path_buf(),
+            append: append.to_string(),
+            memory_mib,
+            extra_args,
+            env,
+        }
+    }
 }
 
 /// The environment and extra arguments that run a QEMU extracted from Debian's .deb files under
@@ -170,6 +195,63 @@ impl Drop for QemuProcess {
             self.kill();
         }
     }
+}
+
+/// A step of [`QemuPair::start`] that failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{what}")]
+pub struct StartError {
+    pub what: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// The two QEMUs of a local migration: the source runs the guest (it printed READY), the
+/// destination waits for the incoming migration (`-S -incoming defer`).
+#[derive(Debug)]
+pub struct QemuPair {
+    pub src: QemuProcess,
+    pub dst: QemuProcess,
+}
+
+impl QemuPair {
+    /// How long the guest may take to fill its memory and print READY.
+    pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// Starts both QEMUs in `dir` (sockets `src.qmp`, `dst.qmp`; serial files `src.serial`,
+    /// `dst.serial`) and waits for the guest on the source.
+    pub fn start(cfg: &QemuConfig, dir: &Path) -> Result<QemuPair, StartError> {
+        let step = |what: &str| {
+            let what = what.to_string();
+            move |source| StartError { what, source }
+        };
+        std::fs::create_dir_all(dir).map_err(step(&format!("cannot create {}", dir.display())))?;
+        let mut src = QemuProcess::start(cfg, dir, "src", false)
+            .map_err(step("cannot start the source QEMU"))?;
+        let dst = QemuProcess::start(cfg, dir, "dst", true)
+            .map_err(step("cannot start the destination QEMU"))?;
+        src.wait_serial("READY", Self::READY_TIMEOUT)
+            .map_err(step("the guest on the source did not get ready"))?;
+        Ok(QemuPair { src, dst })
+    }
+
+    pub fn side(&mut self, side: Side) -> &mut QemuProcess {
+        match side {
+            Side::Src => &mut self.src,
+            Side::Dst => &mut self.dst,
+        }
+    }
+
+    /// Kills one QEMU (SIGKILL), as libvirt's qemuProcessStop or a fault does.
+    pub fn kill(&mut self, side: Side) {
+        self.side(side).kill();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on now (for a migration stream or a relay).
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
 }
 
 /// Follows a serial log as it grows and timestamps each complete line on the host.
