@@ -117,6 +117,17 @@ main(int argc, char **argv)
     lpc_typed_params_free(NULL, 0);
     lpc_typed_params_free(NULL, 5);
     check(1, "_free(NULL) of every handle type");
+    /* Every call resets the last error first (the header's conventions), a _free too. */
+    lpc_domain_migrate_start_post_copy(NULL, 0);
+    lpc_domain_free(NULL);
+    check(lpc_get_last_error() == NULL, "domain_free resets the last error");
+    lpc_domain_migrate_start_post_copy(NULL, 0);
+    lpc_replay_free(NULL);
+    check(lpc_get_last_error() == NULL, "replay_free resets the last error");
+    lpc_domain_migrate_start_post_copy(NULL, 0);
+    lpc_typed_params_free(NULL, 0);
+    check(lpc_get_last_error() == NULL && lpc_get_last_error_code() == VIR_ERR_OK,
+          "typed_params_free resets the last error");
 
     /* virDomainMigrateStartPostCopy without a job (SPEC B.2 rows 3 and 8) */
     check_error(lpc_domain_migrate_start_post_copy(NULL, 0), VIR_ERR_INVALID_ARG,
@@ -199,7 +210,22 @@ main(int argc, char **argv)
                 "than zero",
                 "auto_recover with no deadline");
     check_error(lpc_domain_migrate_auto_recover(NULL, d2, p, n, pc, 1000), VIR_ERR_INVALID_ARG,
-                NULL, "auto_recover(src NULL)");
+                "invalid argument: src in lpc_domain_migrate_auto_recover must not be NULL",
+                "auto_recover(src NULL)");
+    check_error(lpc_domain_migrate_auto_recover(d, d2, NULL, 1, pc, 1000), VIR_ERR_INVALID_ARG,
+                "invalid argument: params in lpc_domain_migrate_auto_recover must not be NULL",
+                "auto_recover names itself in a parameter error");
+    check_error(lpc_domain_migrate_auto_recover(d, d2, p, -1, pc, 1000), VIR_ERR_INVALID_ARG,
+                "invalid argument: nparams in lpc_domain_migrate_auto_recover must be greater "
+                "than or equal to zero",
+                "auto_recover names itself in a count error");
+    check_error(lpc_domain_migrate_auto_recover(d, d2, NULL, 0, pc, 1000), VIR_ERR_INVALID_ARG,
+                "invalid argument: lpc_domain_migrate_auto_recover requires the "
+                "VIR_MIGRATE_PARAM_URI parameter (where the destination QEMU listens)",
+                "auto_recover names itself when the URI is missing");
+    check_error(lpc_domain_migrate(d, d2, NULL, 1, pc), VIR_ERR_INVALID_ARG,
+                "invalid argument: params in lpc_domain_migrate must not be NULL",
+                "migrate names itself in a parameter error");
     check_error(lpc_domain_migrate_auto_recover(d, d2, p, n,
                                                 VIR_MIGRATE_LIVE |
                                                 VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY, 1000),
@@ -334,8 +360,6 @@ main(int argc, char **argv)
 
     /* A recording that ends before the migration does is a replay that did not match. */
     r = lpc_replay_open(argv[3], 0);
-    lpc_domain_free(rs2);
-    lpc_domain_free(rd);
     rs2 = lpc_replay_get_source(r);
     rd = lpc_replay_get_destination(r);
     check(lpc_replay_get_migrate_params(r, &rp, &nrp, &rflags) == 1, "truncated: params");
