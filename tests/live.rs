@@ -7,6 +7,7 @@
 
 mod common;
 
+use pretty_assertions::assert_eq;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 

@@ -7,6 +7,7 @@
 
 mod common;
 
+use pretty_assertions::assert_eq;
 use std::sync::Mutex;
 use std::time::Duration;
 
