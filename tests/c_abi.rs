@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::live::{guest_kernel, live_enabled, GUEST, GUEST_MEMORY_MIB};
 use common::root;
+use postcopy_tools::guest_report::GuestLine;
 use postcopy_tools::qemu::{free_port, QemuConfig, QemuPair, SerialFollower};
 
 /// The C (or C++) compiler as a user of the library runs it: warnings are errors, `-pedantic`,
@@ -445,11 +446,13 @@ fn live(exe: &Path, mode: Option<&str>) -> String {
     let mut ok = 0;
     while ok < 1 && start.elapsed() < Duration::from_secs(60) {
         for l in follow.poll() {
+            let r = GuestLine::parse(&l)
+                .unwrap_or_else(|e| panic!("guest console corrupted on the destination: {e}"));
             assert!(
-                !l.starts_with("FAIL") && !l.starts_with("CHECK FAIL"),
+                !r.as_ref().is_some_and(GuestLine::is_failure),
                 "guest memory check failed on the destination: {l}"
             );
-            ok += usize::from(l.starts_with("CHECK OK"));
+            ok += usize::from(matches!(r, Some(GuestLine::CheckOk { .. })));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -4,6 +4,7 @@
 //! ([`libvirt_log`]), and the `postcopy` command (src/bin/postcopy).
 
 pub mod bench;
+pub mod guest_report;
 pub mod libvirt_log;
 pub mod qemu;
 pub mod relay;

@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::guest_report::GuestLine;
 use crate::qemu::{free_port, QemuConfig, QemuPair, SerialFollower, StartError};
 use crate::relay::Relay;
 use postcopy_core::driver::vocab::state;
@@ -546,15 +547,17 @@ fn verify_guest(serial: &std::path::Path, _from: u64, timeout: Duration) -> Gues
     let mut v = GuestVerdict::default();
     while start.elapsed() < timeout {
         for l in f.poll() {
-            if l.starts_with("CHECK OK") {
-                v.checks_ok += 1;
-            } else if l.starts_with("FAIL") || l.starts_with("CHECK FAIL") {
-                v.check_failures += 1;
-                if v.failures.len() < 5 {
-                    v.failures.push(l);
+            // A malformed report line counts as a failure: a corrupted console is no verdict.
+            match GuestLine::parse(&l) {
+                Ok(Some(GuestLine::CheckOk { .. })) => v.checks_ok += 1,
+                Ok(Some(GuestLine::Heartbeat { .. })) => v.heartbeats += 1,
+                Ok(Some(GuestLine::CheckFail { .. } | GuestLine::Fail { .. })) | Err(_) => {
+                    v.check_failures += 1;
+                    if v.failures.len() < 5 {
+                        v.failures.push(l);
+                    }
                 }
-            } else if l.starts_with("HB ") {
-                v.heartbeats += 1;
+                Ok(_) => {}
             }
         }
         if v.checks_ok >= 2 || v.check_failures > 0 {

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use super::link::Link;
 use super::BenchError;
+use crate::guest_report::GuestLine;
 use crate::qemu::{free_port, QemuConfig, QemuPair};
 use postcopy_core::driver::vocab::{
     param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
@@ -182,8 +183,9 @@ pub struct RunResult {
     pub passes: Vec<(f64, u64)>,
 }
 
-/// Heartbeats, and the other verdict lines with their host times.
-type Seen = (Vec<Beat>, Vec<(f64, String)>);
+/// Heartbeats, and the other verdict lines with their host times (a malformed report line as the
+/// text that did not parse).
+type Seen = (Vec<Beat>, Vec<(f64, Result<GuestLine, String>)>);
 
 struct Follower {
     stop: Arc<AtomicBool>,
@@ -220,21 +222,20 @@ fn follow(path: PathBuf, from: u64, t0: Instant, on_dst: bool, poll: Duration) -
                 while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = partial.drain(..=pos).collect();
                     let line = String::from_utf8_lossy(&line).trim().to_string();
-                    if let Some(rest) = line.strip_prefix("HB ") {
-                        if let Some(seq) =
-                            rest.split_whitespace().next().and_then(|x| x.parse().ok())
-                        {
-                            beats.push(Beat {
-                                seq,
-                                host_ms: now,
-                                on_dst,
-                            });
-                        }
-                    } else if line.starts_with("CHECK")
-                        || line.starts_with("FAIL")
-                        || line.starts_with("STAT ")
-                    {
-                        other.push((now, line));
+                    match GuestLine::parse(&line) {
+                        Ok(Some(GuestLine::Heartbeat { seq, .. })) => beats.push(Beat {
+                            seq,
+                            host_ms: now,
+                            on_dst,
+                        }),
+                        Ok(Some(
+                            r @ (GuestLine::CheckOk { .. }
+                            | GuestLine::CheckFail { .. }
+                            | GuestLine::Fail { .. }
+                            | GuestLine::Stat { .. }),
+                        )) => other.push((now, Ok(r))),
+                        Ok(_) => {}
+                        Err(_) => other.push((now, Err(line))),
                     }
                 }
             }
@@ -431,7 +432,14 @@ pub fn run_one(
         if now >= watch_until {
             let text = std::fs::read(check_file).unwrap_or_default();
             let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
-            if tail.lines().any(|l| l.starts_with("CHECK")) {
+            if tail.lines().any(|l| {
+                matches!(
+                    GuestLine::parse(l),
+                    Ok(Some(
+                        GuestLine::CheckOk { .. } | GuestLine::CheckFail { .. }
+                    ))
+                )
+            }) {
                 break;
             }
         }
@@ -442,19 +450,12 @@ pub fn run_one(
     beats.extend(dbeats);
     checks.extend(dchecks);
     for (at, line) in &checks {
-        if let Some(rest) = line.strip_prefix("STAT ") {
-            // STAT <pass> ms=<n> ...: the pass's duration on the guest's clock.
-            if let Some(ms) = rest
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix("ms="))
-                .and_then(|v| v.parse().ok())
-            {
-                r.passes.push((*at, ms));
-            }
-        } else if line.starts_with("CHECK OK") {
-            r.checks_ok += 1;
-        } else {
-            r.check_failures += 1;
+        match line {
+            // The pass's duration on the guest's clock.
+            Ok(GuestLine::Stat { ms, .. }) => r.passes.push((*at, *ms)),
+            Ok(GuestLine::CheckOk { .. }) => r.checks_ok += 1,
+            // CHECK FAIL, FAIL, or a report line that did not parse.
+            _ => r.check_failures += 1,
         }
     }
     r.passes.sort_by(|a, b| a.0.total_cmp(&b.0));
