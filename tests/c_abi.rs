@@ -8,6 +8,8 @@
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 mod common;
+#[path = "common/qemu.rs"]
+mod qemu;
 
 use pretty_assertions::assert_eq;
 use std::collections::BTreeSet;
@@ -16,10 +18,10 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::live::{guest_kernel, live_enabled, GUEST, GUEST_MEMORY_MIB};
+use common::live::live_enabled;
 use common::root;
 use postcopy_tools::guest_report::GuestLine;
-use postcopy_tools::qemu::{free_port, QemuConfig, QemuPair, SerialFollower};
+use postcopy_tools::qemu::{free_port, QemuPair, SerialFollower};
 
 /// The C (or C++) compiler as a user of the library runs it: warnings are errors, `-pedantic`,
 /// AddressSanitizer, the header from the installed prefix. Outside a build script `cc` is told
@@ -415,16 +417,7 @@ fn live(exe: &Path, mode: Option<&str>) -> String {
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let name = mode.unwrap_or("readme-example");
     let dir = work().join(format!("live-{name}-{}", std::process::id()));
-    let kernel = guest_kernel();
-    let cfg = QemuConfig::guest(
-        Path::new("qemu-system-x86_64"),
-        None,
-        &kernel,
-        GUEST,
-        GUEST_MEMORY_MIB,
-    );
-    let QemuPair { src, dst } =
-        QemuPair::start(&cfg, &dir).expect("start the QEMUs (ci/install-deps qemu)");
+    let QemuPair { src, dst } = qemu::start_pair(&dir);
     let uri = format!("tcp:127.0.0.1:{}", free_port().unwrap());
     let t0 = Instant::now();
     let args: Vec<&str> = mode

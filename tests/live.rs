@@ -6,17 +6,19 @@
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 mod common;
+#[path = "common/qemu.rs"]
+mod qemu;
 
 use pretty_assertions::assert_eq;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::live::{guest_kernel, live_enabled, GUEST, GUEST_MEMORY_MIB};
+use common::live::live_enabled;
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{MigrateRequest, Side, SwitchedBy};
 use postcopy_shim::api::{self, Domain, MigrateOptions};
 use postcopy_tools::guest_report::GuestLine;
-use postcopy_tools::qemu::{free_port, QemuConfig, QemuPair, SerialFollower};
+use postcopy_tools::qemu::{free_port, QemuPair, SerialFollower};
 
 #[test]
 fn after_precopy_migrates_a_real_guest() {
@@ -24,16 +26,7 @@ fn after_precopy_migrates_a_real_guest() {
         return;
     }
     let dir = tempdir("after-precopy");
-    let kernel = guest_kernel();
-    let cfg = QemuConfig::guest(
-        Path::new("qemu-system-x86_64"),
-        None,
-        &kernel,
-        GUEST,
-        GUEST_MEMORY_MIB,
-    );
-    let QemuPair { mut src, mut dst } =
-        QemuPair::start(&cfg, &dir).expect("start the QEMUs (ci/install-deps qemu)");
+    let QemuPair { mut src, mut dst } = qemu::start_pair(&dir);
     let req = MigrateRequest {
         flags: VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
         uri: format!("tcp:127.0.0.1:{}", free_port().expect("a free port")),

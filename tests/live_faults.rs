@@ -6,6 +6,8 @@
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 mod common;
+#[path = "common/qemu.rs"]
+mod qemu;
 
 use pretty_assertions::assert_eq;
 use std::sync::Mutex;
@@ -329,9 +331,8 @@ fn cleanup(r: &ScenarioResult) {
 fn api_migrate_with_recovery_completes_across_a_cut() {
     use postcopy_core::driver::MigrateRequest;
     use postcopy_shim::api::{self, Domain};
-    use postcopy_tools::qemu::{free_port, QemuConfig, QemuPair};
+    use postcopy_tools::qemu::free_port;
     use postcopy_tools::relay::Relay;
-    use std::path::Path;
     use std::sync::Arc;
 
     if skip() {
@@ -339,15 +340,7 @@ fn api_migrate_with_recovery_completes_across_a_cut() {
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("postcopy-faults-{}-api", std::process::id()));
-    let kernel = guest_kernel();
-    let cfg = QemuConfig::guest(
-        Path::new("qemu-system-x86_64"),
-        None,
-        &kernel,
-        GUEST,
-        GUEST_MEMORY_MIB,
-    );
-    let qemus = QemuPair::start(&cfg, &dir).unwrap();
+    let qemus = qemu::start_pair(&dir);
     let port = free_port().unwrap();
     let relay = Arc::new(Relay::start(([127, 0, 0, 1], port).into()).unwrap());
     let src = Domain::open_qmp(&qemus.src.qmp.display().to_string());

@@ -7,6 +7,8 @@
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 mod common;
+#[path = "common/qemu.rs"]
+mod qemu;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
@@ -16,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::live::{guest_kernel, live_enabled};
+use common::live::live_enabled;
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{DomainEvent, MigrateRequest, Side};
 use postcopy_shim::api::{self, Domain, MigrateOptions};
@@ -37,13 +39,7 @@ fn tempdir(name: &str) -> PathBuf {
 }
 
 fn config(append: &str) -> QemuConfig {
-    QemuConfig::guest(
-        Path::new("qemu-system-x86_64"),
-        None,
-        &guest_kernel(),
-        append,
-        192,
-    )
+    qemu::config(append, 192)
 }
 
 /// One report line as the host saw it: host ms since the follower started, which file.

@@ -87,6 +87,22 @@ params_of(const char *uri, int *n)
     return p;
 }
 
+/* Migrates with p[0] and a second parameter of this name and type (a string or the int 10):
+ * the call must fail with this error. */
+static void
+check_second_param(lpc_domain *src, lpc_domain *dst, virTypedParameterPtr p, const char *field,
+                   int type, int code, const char *message, const char *what)
+{
+    strcpy(p[1].field, field);
+    p[1].type = type;
+    if (type == VIR_TYPED_PARAM_STRING)
+        p[1].value.s = (char *)"tcp:127.0.0.1:2";
+    else
+        p[1].value.i = 10;
+    check_error(lpc_domain_migrate(src, dst, p, 2, VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY),
+                code, message, what);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -258,24 +274,19 @@ main(int argc, char **argv)
                 "negative nparams");
     check_error(lpc_domain_migrate(d, d2, NULL, 0, pc), VIR_ERR_INVALID_ARG, NULL,
                 "no VIR_MIGRATE_PARAM_URI");
-    strcpy(p[1].field, VIR_MIGRATE_PARAM_URI);
-    p[1].type = VIR_TYPED_PARAM_STRING;
-    p[1].value.s = (char *)"tcp:127.0.0.1:2";
-    check_error(lpc_domain_migrate(d, d2, p, 2, pc), VIR_ERR_INVALID_ARG,
-                "invalid argument: parameter 'migrate_uri' occurs multiple times",
-                "duplicate parameter");
-    strcpy(p[1].field, VIR_MIGRATE_PARAM_BANDWIDTH);
-    p[1].type = VIR_TYPED_PARAM_INT;
-    p[1].value.i = 10;
-    check_error(lpc_domain_migrate(d, d2, p, 2, pc), VIR_ERR_INVALID_ARG,
-                "invalid argument: invalid type 'int' for parameter 'bandwidth', expected 'ullong'",
-                "wrongly typed parameter");
-    strcpy(p[1].field, VIR_MIGRATE_PARAM_DEST_NAME);
-    p[1].type = VIR_TYPED_PARAM_STRING;
-    p[1].value.s = (char *)"guest2";
-    check_error(lpc_domain_migrate(d, d2, p, 2, pc), VIR_ERR_ARGUMENT_UNSUPPORTED,
-                "argument unsupported: parameter 'destination_name' not supported",
-                "unsupported parameter");
+    check_second_param(d, d2, p, VIR_MIGRATE_PARAM_URI, VIR_TYPED_PARAM_STRING,
+                       VIR_ERR_INVALID_ARG,
+                       "invalid argument: parameter 'migrate_uri' occurs multiple times",
+                       "duplicate parameter");
+    check_second_param(d, d2, p, VIR_MIGRATE_PARAM_BANDWIDTH, VIR_TYPED_PARAM_INT,
+                       VIR_ERR_INVALID_ARG,
+                       "invalid argument: invalid type 'int' for parameter 'bandwidth', "
+                       "expected 'ullong'",
+                       "wrongly typed parameter");
+    check_second_param(d, d2, p, VIR_MIGRATE_PARAM_DEST_NAME, VIR_TYPED_PARAM_STRING,
+                       VIR_ERR_ARGUMENT_UNSUPPORTED,
+                       "argument unsupported: parameter 'destination_name' not supported",
+                       "unsupported parameter");
     free(p);
 
     /* Events */

@@ -20,20 +20,11 @@ use postcopy_core::driver::{
     ApiCall, ApiValue, DomainEvent, MigrateRequest, RecoveryPolicy, Side, VirError,
 };
 use postcopy_core::engine::{api_result_text, Report};
+use postcopy_core::faults::FaultSchedule;
 use postcopy_shim::api::{self, Domain, MigrateOptions, Migration, RecordSpec, TransportStats};
 
-/// When a fault or an API call happens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    /// The source reported postcopy-active (SUSPENDED_POSTCOPY).
-    Postcopy,
-    /// MIGRATION_ITERATION n on the source.
-    Iteration(u64),
-    /// Milliseconds after the migrate call started.
-    AfterMs(u64),
-    /// The destination vCPUs started in post-copy (RESUMED_POSTCOPY).
-    DestinationRunning,
-}
+/// When a fault or an API call happens: decided by the core ([`FaultSchedule`]), executed here.
+pub use postcopy_core::faults::Trigger;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fault {
@@ -44,6 +35,14 @@ pub enum Fault {
     Kill { side: Side, at: Trigger },
     /// An API call from another thread.
     Call { call: ApiCall, at: Trigger },
+}
+
+impl Fault {
+    pub fn trigger(&self) -> Trigger {
+        match self {
+            Fault::Cut { at, .. } | Fault::Kill { at, .. } | Fault::Call { at, .. } => *at,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -351,7 +350,9 @@ fn run_once(
     } else {
         Vec::new()
     };
-    let fired: Arc<Mutex<Vec<bool>>> = Arc::new(Mutex::new(vec![false; faults.len()]));
+    let schedule = Arc::new(Mutex::new(FaultSchedule::new(
+        faults.iter().map(Fault::trigger).collect(),
+    )));
     let act = {
         let procs = procs.clone();
         let relay = relay.clone();
@@ -360,49 +361,29 @@ fn run_once(
         let notes = notes.clone();
         Arc::new(move |f: &Fault| fire(f, &procs, relay.as_ref(), &src, &api_log, &notes))
     };
-    let on_event = {
+    // Fires the faults the schedule says are due (outside its lock).
+    let fire_due = {
         let faults = faults.clone();
-        let fired = fired.clone();
         let act = act.clone();
+        move |due: Vec<usize>| {
+            for i in due {
+                act(&faults[i]);
+            }
+        }
+    };
+    let on_event = {
+        let schedule = schedule.clone();
+        let fire_due = fire_due.clone();
         let user = plan.on_event.clone();
         Box::new(move |side: Side, ev: &DomainEvent| {
             if let Some(u) = &user {
                 (u.0)(side, ev);
             }
-            for (i, f) in faults.iter().enumerate() {
-                let at = match f {
-                    Fault::Cut { at, .. } | Fault::Kill { at, .. } | Fault::Call { at, .. } => *at,
-                };
-                let hit = match (at, side, ev) {
-                    (Trigger::Postcopy, Side::Src, DomainEvent::Lifecycle { event, detail }) => {
-                        *event == postcopy_core::driver::vocab::event::SUSPENDED
-                            && *detail == postcopy_core::driver::vocab::event::SUSPENDED_POSTCOPY
-                    }
-                    (
-                        Trigger::DestinationRunning,
-                        Side::Dst,
-                        DomainEvent::Lifecycle { event, detail },
-                    ) => {
-                        *event == postcopy_core::driver::vocab::event::RESUMED
-                            && *detail == postcopy_core::driver::vocab::event::RESUMED_POSTCOPY
-                    }
-                    (
-                        Trigger::Iteration(n),
-                        Side::Src,
-                        DomainEvent::MigrationIteration { iteration },
-                    ) => *iteration == n,
-                    _ => false,
-                };
-                let mut g = match fired.lock() {
-                    Ok(g) => g,
-                    Err(_) => return,
-                };
-                if hit && !g[i] {
-                    g[i] = true;
-                    drop(g);
-                    act(f);
-                }
-            }
+            let due = schedule
+                .lock()
+                .map(|mut s| s.on_event(side, ev))
+                .unwrap_or_default();
+            fire_due(due);
         })
     };
     let (job_tx, job_rx) = channel::<()>();
@@ -410,9 +391,6 @@ fn run_once(
     let helper = {
         let src = src.clone();
         let api_log = api_log.clone();
-        let faults = faults.clone();
-        let fired = fired.clone();
-        let act = act.clone();
         let done = done.clone();
         let api_before = plan.api_before && first;
         thread::spawn(move || {
@@ -423,41 +401,21 @@ fn run_once(
                 let r = src.api(ApiCall::StartPostCopy { flags: 0 });
                 push_log(&api_log, "start_postcopy (before)", &r);
             }
-            // Timed faults.
-            let mut timed: Vec<(u64, usize)> = faults
-                .iter()
-                .enumerate()
-                .filter_map(|(i, f)| match f {
-                    Fault::Cut {
-                        at: Trigger::AfterMs(ms),
-                        ..
-                    }
-                    | Fault::Kill {
-                        at: Trigger::AfterMs(ms),
-                        ..
-                    }
-                    | Fault::Call {
-                        at: Trigger::AfterMs(ms),
-                        ..
-                    } => Some((*ms, i)),
-                    _ => None,
-                })
-                .collect();
-            timed.sort();
-            for (ms, i) in timed {
+            // Timed faults: the schedule says when the next is due and which are due now.
+            let next_due = || schedule.lock().ok().and_then(|s| s.next_due_ms());
+            while let Some(ms) = next_due() {
                 while started.elapsed() < Duration::from_millis(ms) {
                     if done.load(Ordering::SeqCst) {
                         return;
                     }
                     thread::sleep(Duration::from_millis(5));
                 }
-                let go = fired
+                let elapsed = started.elapsed().as_millis() as u64;
+                let due = schedule
                     .lock()
-                    .map(|mut g| !std::mem::replace(&mut g[i], true))
-                    .unwrap_or(false);
-                if go {
-                    act(&faults[i]);
-                }
+                    .map(|mut s| s.on_elapsed(elapsed))
+                    .unwrap_or_default();
+                fire_due(due);
             }
         })
     };
