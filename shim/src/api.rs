@@ -8,6 +8,12 @@
 //! the [`Controller`] to reach that job from other threads), the last completed statistics and
 //! the event callbacks.
 //!
+//! Every caller migrates through [`migrate_with`]: the C ABI (through [`migrate`] and
+//! [`migrate_with_recovery`]), `postcopy migrate`, the scenarios, the benchmark and the live
+//! tests. What the tools add (a recording, an event hook on the migration's thread, the QEMU
+//! stop hook, the moment the job starts) are [`MigrateOptions`]; calls from other threads go to
+//! the [`Domain`] ([`Domain::api`], [`Domain::note`]), which routes them to the running job.
+//!
 //! ```no_run
 //! use postcopy_shim::api::{self, Domain};
 //! use postcopy_shim::driver::vocab::*;

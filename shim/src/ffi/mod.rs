@@ -3,12 +3,12 @@
 //! ones, runs behind a panic boundary, writes its outputs only on success, and reports failures as
 //! libvirt errors in the calling thread's last error. No migration logic lives here.
 //!
-//! One file per C object, as rustls-ffi has it: [`error`] (the last error and the panic boundary),
+//! One file per C object, as rustls-ffi has it: `error` (the last error and the panic boundary),
 //! `domain` (`lpc_domain`: migrate, start post-copy, abort, statistics, state), `replay`
 //! (`lpc_replay`), `params` (typed-parameter arrays), `events` (callbacks).
 //!
-//! Handles: an `lpc_domain *` is `Arc::into_raw` of an [`api::Domain`] (one reference per handle
-//! the caller holds); an `lpc_replay *` is `Box::into_raw` of an [`api::Replay`].
+//! Handles: an `lpc_domain *` is `Arc::into_raw` of an [`crate::api::Domain`] (one reference per handle
+//! the caller holds); an `lpc_replay *` is `Box::into_raw` of an [`crate::api::Replay`].
 
 pub mod bindings;
 mod domain;
