@@ -358,8 +358,13 @@ fn c_replays_every_fixture_and_matches_the_recording() {
     }
 }
 
-/// The C example of the README's "C API" section, as written there.
+/// The C example of the README's "C API" section, as written there, built once per test run.
 fn readme_example() -> PathBuf {
+    static EXE: OnceLock<PathBuf> = OnceLock::new();
+    EXE.get_or_init(build_readme_example).clone()
+}
+
+fn build_readme_example() -> PathBuf {
     let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
     let section = readme
         .split("\n## C API")
@@ -396,7 +401,7 @@ fn the_readme_example_migrates_a_live_guest() {
     if !live_enabled("the_readme_example_migrates_a_live_guest") {
         return;
     }
-    let out = live(&readme_example(), None);
+    let out = live(readme_example, None);
     let passes = out
         .lines()
         .find_map(|l| l.strip_prefix("migrated after "))
@@ -411,10 +416,12 @@ fn the_readme_example_migrates_a_live_guest() {
 /// Starts a source (guest ready) and a destination QEMU, runs the C program on them (migrate.c
 /// in `mode`, or with no mode the README's example: SRC_QMP DST_QMP URI), and checks that the
 /// guest runs on the destination with its memory intact (on the source after an abort).
-fn live(exe: &Path, mode: Option<&str>) -> String {
-    // Two migrations at once would share two cores between four TCG QEMUs.
+fn live(build_exe: impl FnOnce() -> PathBuf, mode: Option<&str>) -> String {
+    // Two migrations at once would share two cores between four TCG QEMUs; and a program must
+    // not be rebuilt while another test runs it.
     static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let exe = build_exe();
     let name = mode.unwrap_or("readme-example");
     let dir = work().join(format!("live-{name}-{}", std::process::id()));
     let QemuPair { src, dst } = qemu::start_pair(&dir);
@@ -424,7 +431,7 @@ fn live(exe: &Path, mode: Option<&str>) -> String {
         .into_iter()
         .chain([src.qmp.to_str().unwrap(), dst.qmp.to_str().unwrap(), &uri])
         .collect();
-    let o = run(exe, &args);
+    let o = run(&exe, &args);
     let took = t0.elapsed();
     let out = text(&o);
     assert!(o.status.success(), "C {name}:\n{out}");
@@ -457,7 +464,7 @@ fn live(exe: &Path, mode: Option<&str>) -> String {
 
 /// migrate.c in one of its live modes.
 fn live_mode(mode: &str) -> String {
-    live(&build(&c_source("migrate.c"), "migrate-live"), Some(mode))
+    live(|| build(&c_source("migrate.c"), "migrate-live"), Some(mode))
 }
 
 #[test]
