@@ -114,7 +114,10 @@ pub(crate) fn text(v: &Value) -> String {
         s.push_str("  ");
         s.push_str(&guest(g));
     }
-    for (key, title) in [("faults", "faults"), ("warnings", "warnings")] {
+    for (key, title) in [
+        ("faults", "what the harness did (faults, QEMUs stopped)"),
+        ("warnings", "warnings"),
+    ] {
         if let Some(list) = v.get(key).and_then(Value::as_array) {
             s.push_str(&format!("  {title}:\n"));
             for f in list {
@@ -123,7 +126,7 @@ pub(crate) fn text(v: &Value) -> String {
         }
     }
     if let Some(calls) = v.get("api_calls").and_then(Value::as_array) {
-        s.push_str("  API calls from other threads:\n");
+        s.push_str("  API calls besides migrate:\n");
         for c in calls {
             s.push_str(&format!(
                 "    {}: {}\n",
