@@ -5,8 +5,8 @@
 //! Rust programs use it directly; the C ABI ([`crate::ffi`]) only translates to it. The migration
 //! itself is the driver's ([`crate::driver`]) through the engine; this module keeps what a
 //! libvirt domain object keeps between calls: its state, whether a migration job runs on it (and
-//! the [`Controller`] to reach that job from other threads), the last completed statistics and
-//! the event callbacks.
+//! the live transport's controller, to reach that job from other threads), the last completed
+//! statistics and the event callbacks.
 //!
 //! Every caller migrates through [`migrate_with`]: the C ABI (through [`migrate`] and
 //! [`migrate_with_recovery`]), `postcopy migrate`, the scenarios, the benchmark and the live

@@ -432,7 +432,7 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
         src: version_of(greeting(MonitorTag::Src)),
         dst: version_of(greeting(MonitorTag::Dst)),
     };
-    let header = postcopy_shim::io::header(
+    let header = postcopy_shim::transcript_header(
         &request,
         &opts.scenario,
         RECORDER,
