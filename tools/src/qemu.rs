@@ -79,12 +79,14 @@ pub struct QemuProcess {
 }
 
 impl QemuProcess {
+    /// Starts the QEMU `name` (its files are `name.qmp`, `name.serial`, `name.stderr` in `dir`);
+    /// `incoming`: the destination of a migration, paused and waiting for it.
     pub fn start(
         cfg: &QemuConfig,
         dir: &Path,
         name: &str,
         incoming: bool,
-    ) -> std::io::Result<QemuProcess> {
+    ) -> Result<QemuProcess, StartError> {
         let qmp = dir.join(format!("{name}.qmp"));
         let serial = dir.join(format!("{name}.serial"));
         let _ = std::fs::remove_file(&qmp);
@@ -116,14 +118,18 @@ impl QemuProcess {
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
+        let stderr = dir.join(format!("{name}.stderr"));
+        let stderr = File::create(&stderr).map_err(|source| StartError::Create {
+            path: stderr,
+            source,
+        })?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::create(dir.join(format!("{name}.stderr")))?);
-        let child = cmd.spawn().map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot start {}: {e}", cfg.binary.display()),
-            )
+            .stderr(stderr);
+        let child = cmd.spawn().map_err(|source| StartError::Spawn {
+            name: name.to_string(),
+            binary: cfg.binary.clone(),
+            source,
         })?;
         Ok(QemuProcess {
             name: name.to_string(),
@@ -197,13 +203,28 @@ impl Drop for QemuProcess {
     }
 }
 
-/// A step of [`QemuPair::start`] that failed.
+/// Why a QEMU (or the pair) did not start.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}")]
-pub struct StartError {
-    pub what: String,
-    #[source]
-    pub source: std::io::Error,
+pub enum StartError {
+    #[error("cannot create {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the {name} QEMU ({})", binary.display())]
+    Spawn {
+        name: String,
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the guest on the {name} QEMU did not get ready")]
+    NotReady {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// The two QEMUs of a local migration: the source runs the guest (it printed READY), the
@@ -221,17 +242,17 @@ impl QemuPair {
     /// Starts both QEMUs in `dir` (sockets `src.qmp`, `dst.qmp`; serial files `src.serial`,
     /// `dst.serial`) and waits for the guest on the source.
     pub fn start(cfg: &QemuConfig, dir: &Path) -> Result<QemuPair, StartError> {
-        let step = |what: &str| {
-            let what = what.to_string();
-            move |source| StartError { what, source }
-        };
-        std::fs::create_dir_all(dir).map_err(step(&format!("cannot create {}", dir.display())))?;
-        let mut src = QemuProcess::start(cfg, dir, "src", false)
-            .map_err(step("cannot start the source QEMU"))?;
-        let dst = QemuProcess::start(cfg, dir, "dst", true)
-            .map_err(step("cannot start the destination QEMU"))?;
+        std::fs::create_dir_all(dir).map_err(|source| StartError::Create {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut src = QemuProcess::start(cfg, dir, "src", false)?;
+        let dst = QemuProcess::start(cfg, dir, "dst", true)?;
         src.wait_serial("READY", Self::READY_TIMEOUT)
-            .map_err(step("the guest on the source did not get ready"))?;
+            .map_err(|source| StartError::NotReady {
+                name: "src".into(),
+                source,
+            })?;
         Ok(QemuPair { src, dst })
     }
 
