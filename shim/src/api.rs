@@ -16,8 +16,8 @@
 //!
 //! ```no_run
 //! use postcopy_shim::api::{self, Domain};
-//! use postcopy_shim::driver::vocab::*;
-//! use postcopy_shim::driver::MigrateRequest;
+//! use postcopy_shim::postcopy_core::driver::vocab::*;
+//! use postcopy_shim::postcopy_core::driver::MigrateRequest;
 //!
 //! let (src, dst) = (Domain::open_qmp("/run/src.qmp"), Domain::open_qmp("/run/dst.qmp"));
 //! let flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
