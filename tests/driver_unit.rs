@@ -508,7 +508,7 @@ fn parameters_bandwidth_and_incoming() {
     );
     assert_eq!(
         f.args_of(Side::Src, "migrate")[0],
-        json!({"uri": "tcp:127.0.0.1:4444", "detach": true, "resume": false})
+        json!({"uri": "tcp:127.0.0.1:4444", "resume": false})
     );
 }
 
@@ -847,7 +847,7 @@ fn resume_sends_no_capabilities_and_recovers_on_both_sides() {
     );
     assert_eq!(
         f.args_of(Side::Src, "migrate"),
-        [json!({"uri": "tcp:127.0.0.1:4444", "detach": true, "resume": true})]
+        [json!({"uri": "tcp:127.0.0.1:4444", "resume": true})]
     );
     assert_eq!(
         f.m.view(Side::Src).state,

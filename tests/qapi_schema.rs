@@ -140,11 +140,11 @@ fn every_command_the_shim_sends_validates_against_each_recorded_qemu() {
             ("migrate-incoming", Some(incoming)),
             (
                 "migrate",
-                Some(json!({"uri": "tcp:127.0.0.1:4444", "detach": true, "resume": false})),
+                Some(json!({"uri": "tcp:127.0.0.1:4444", "resume": false})),
             ),
             (
                 "migrate",
-                Some(json!({"uri": "tcp:127.0.0.1:4444", "detach": true, "resume": true})),
+                Some(json!({"uri": "tcp:127.0.0.1:4444", "resume": true})),
             ),
             ("migrate-start-postcopy", None),
             ("migrate-continue", Some(json!({"state": "pre-switchover"}))),

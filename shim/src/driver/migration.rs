@@ -701,10 +701,12 @@ impl Migration {
                 }
                 Step::SrcSetCaps => self.set_caps(Side::Src, out),
                 Step::SrcSetParams => self.set_params(Side::Src, Step::SrcMigrate, out),
+                // No `detach`: QEMU always ignored it and later removed it (11.1 refuses it); libvirt dropped it
+                // upstream (Debian 13's 11.3.0 carries the backport, and so does our series).
                 Step::SrcMigrate => self.main_cmd(
                     Side::Src,
                     "migrate",
-                    Some(json!({"uri": self.req.source_uri(), "detach": true, "resume": false})),
+                    Some(json!({"uri": self.req.source_uri(), "resume": false})),
                     out,
                 ),
                 Step::DstRecover => {
@@ -733,7 +735,7 @@ impl Migration {
                 Step::SrcResume => self.main_cmd(
                     Side::Src,
                     "migrate",
-                    Some(json!({"uri": self.req.source_uri(), "detach": true, "resume": true})),
+                    Some(json!({"uri": self.req.source_uri(), "resume": true})),
                     out,
                 ),
                 Step::SrcWaitRecovered => {
