@@ -12,7 +12,8 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use postcopy_shim::io::qemu::{QemuConfig, QemuProcess, SerialFollower};
+use postcopy_tools::guest_report::GuestLine;
+use postcopy_tools::qemu::{QemuConfig, QemuProcess, SerialFollower};
 
 const CFLAGS: &[&str] = &[
     "-std=c11",
@@ -433,11 +434,13 @@ fn live(mode: &str) -> String {
     let mut ok = 0;
     while ok < 1 && start.elapsed() < Duration::from_secs(60) {
         for l in follow.poll() {
+            let r = GuestLine::parse(&l)
+                .unwrap_or_else(|e| panic!("guest console corrupted on the destination: {e}"));
             assert!(
-                !l.starts_with("FAIL") && !l.starts_with("CHECK FAIL"),
+                !r.as_ref().is_some_and(GuestLine::is_failure),
                 "guest memory check failed on the destination: {l}"
             );
-            ok += usize::from(l.starts_with("CHECK OK"));
+            ok += usize::from(matches!(r, Some(GuestLine::CheckOk { .. })));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

@@ -6,8 +6,8 @@
 
 use std::collections::VecDeque;
 
-use postcopy_shim::driver::vocab::*;
-use postcopy_shim::driver::{
+use postcopy_core::driver::vocab::*;
+use postcopy_core::driver::{
     check_driver_flags, check_public_flags, Action, ApiCall, ApiValue, DomainEvent, Input,
     MigrateRequest, Migration, Outcome, Phase, Side, SwitchedBy, VirError,
 };
@@ -84,9 +84,9 @@ impl Fake {
         }
     }
 
-    fn reply_for(&self, side: Side, cmd: &str) -> Result<Value, postcopy_shim::qmp::QmpError> {
+    fn reply_for(&self, side: Side, cmd: &str) -> Result<Value, postcopy_core::qmp::QmpError> {
         if let Some((_, _, desc)) = self.fail.iter().find(|(s, c, _)| *s == side && *c == cmd) {
-            return Err(postcopy_shim::qmp::QmpError {
+            return Err(postcopy_core::qmp::QmpError {
                 class: "GenericError".into(),
                 desc: (*desc).into(),
             });
@@ -816,7 +816,7 @@ fn an_unknown_status_in_an_event_changes_nothing() {
     f.event(Side::Src, "MIGRATION", json!({}));
     assert_eq!(
         f.m.view(Side::Src).status,
-        Some(postcopy_shim::driver::MigStatus::Active)
+        Some(postcopy_core::driver::MigStatus::Active)
     );
     f.pass(2);
     assert_eq!(f.count("migrate-start-postcopy"), 1);
@@ -824,7 +824,7 @@ fn an_unknown_status_in_an_event_changes_nothing() {
 
 // ---- recovery (B.1.6) ----
 
-fn resumed(memory: Option<postcopy_shim::driver::JobMemory>) -> Fake {
+fn resumed(memory: Option<postcopy_core::driver::JobMemory>) -> Fake {
     let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
     let mut f = Fake::new(flags);
     f.m = Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]).with_memory(memory);
@@ -878,7 +878,7 @@ fn resume_sends_no_capabilities_and_recovers_on_both_sides() {
 #[test]
 fn resume_restores_the_parameters_the_first_call_saved() {
     let orig = json!({"tls-creds": "", "max-bandwidth": 134217728});
-    let mut f = resumed(Some(postcopy_shim::driver::JobMemory {
+    let mut f = resumed(Some(postcopy_core::driver::JobMemory {
         src_orig_params: None,
         dst_orig_params: Some(orig.clone()),
     }));

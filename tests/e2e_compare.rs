@@ -1,25 +1,27 @@
 //! Does the shim send the QMP commands libvirt 11.3.0 sends?
 //!
 //! `ci/e2e` migrates guests between real virtqemud daemons and turns their debug logs into
-//! transcripts (`postcopy import-libvirt-log`, `postcopy_shim::libvirt_log`). Here each of them
+//! transcripts (`postcopy import-libvirt-log`, `postcopy_tools::libvirt_log`). Here each of them
 //! is replayed against the shim with `ReplayTransport`: the shim gets libvirt's replies and events
 //! and must send libvirt's commands, at the same points, with the same arguments. Before the
 //! replay, libvirt's conversation goes through the filter of tests/e2e/ALLOWED-DIFFERENCES.md
 //! ([`shim_view`]); anything else that differs fails the test with the first divergence.
 //!
-//! Without `E2E_TRANSCRIPTS` (a directory of imported transcripts) the comparison is skipped
-//! with a printed reason, so `cargo test` stays green on machines without libvirt. The importer
-//! itself is tested on a small log snippet in libvirt's format.
+//! The comparison is an ignored test that ci/e2e runs (`--include-ignored`) with
+//! `E2E_TRANSCRIPTS` set to a directory of imported transcripts; without them, or with none in
+//! it, it fails. The importer itself is tested on a small log snippet in libvirt's format.
+
+#![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use serde_json::{json, Value};
 
-use postcopy_shim::engine::EngineError;
-use postcopy_shim::libvirt_log::{import, parse_entries, ImportOptions, RECORDER};
-use postcopy_shim::transcript::format::MonitorTag;
-use postcopy_shim::transcript::{Divergence, Record, ReplayTransport, Transcript};
+use postcopy_core::engine::EngineError;
+use postcopy_core::transcript::format::MonitorTag;
+use postcopy_core::transcript::{Divergence, Record, ReplayTransport, Transcript};
+use postcopy_tools::libvirt_log::{import, parse_entries, ImportOptions, RECORDER};
 
 // ------------------------------------------------------------------ the filter
 
@@ -183,7 +185,7 @@ pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
             out.push(Record::Migrate {
                 t,
                 flags,
-                flag_names: postcopy_shim::driver::vocab::flag_names(flags)
+                flag_names: postcopy_core::driver::vocab::flag_names(flags)
                     .into_iter()
                     .map(String::from)
                     .collect(),
@@ -288,7 +290,7 @@ pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
 
     let mut header = t.header.clone();
     header.flags &= MODELLED_FLAGS;
-    header.flag_names = postcopy_shim::driver::vocab::flag_names(header.flags)
+    header.flag_names = postcopy_core::driver::vocab::flag_names(header.flags)
         .into_iter()
         .map(String::from)
         .collect();
@@ -462,7 +464,7 @@ fn movable_over_event(r: &Record, got: &str) -> bool {
 
 /// Replays a libvirt transcript (through the filter) against the shim.
 fn compare(path: &std::path::Path) -> Result<String, String> {
-    let t = Transcript::load(path).map_err(|e| e.to_string())?;
+    let t = postcopy_shim::load_transcript(path).map_err(|e| e.to_string())?;
     let mut view = shim_view(&t)?;
     let calls = 1 + view
         .records
@@ -549,27 +551,24 @@ fn failure(e: &str, trace: &[String], moves: &[String]) -> String {
     )
 }
 
+/// Run by ci/e2e (`--ignored`), which sets E2E_TRANSCRIPTS to the transcripts imported from real
+/// libvirt daemons. Run by hand without them, it fails: an empty comparison proves nothing.
 #[test]
+#[ignore = "needs E2E_TRANSCRIPTS from ci/e2e"]
 fn libvirt_transcripts_replay_against_the_shim() {
-    let Ok(dir) = std::env::var("E2E_TRANSCRIPTS") else {
-        println!("skipped: E2E_TRANSCRIPTS is not set (ci/e2e sets it to the transcripts imported from real libvirt daemons)");
-        return;
-    };
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-        Ok(d) => d
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
-            .collect(),
-        Err(e) => {
-            println!("skipped: cannot read E2E_TRANSCRIPTS={dir}: {e}");
-            return;
-        }
-    };
+    let dir = std::env::var("E2E_TRANSCRIPTS").unwrap_or_else(|_| {
+        panic!("E2E_TRANSCRIPTS is not set: ci/e2e sets it to the transcripts imported from real libvirt daemons")
+    });
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("cannot read E2E_TRANSCRIPTS={dir}: {e}"))
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
     files.sort();
-    if files.is_empty() {
-        println!("skipped: no transcripts in {dir}");
-        return;
-    }
+    assert!(
+        !files.is_empty(),
+        "no transcripts (*.jsonl) in E2E_TRANSCRIPTS={dir}: nothing was compared"
+    );
     let mut failures = Vec::new();
     for f in &files {
         match compare(f) {

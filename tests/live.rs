@@ -10,10 +10,11 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use postcopy_shim::driver::vocab::*;
-use postcopy_shim::driver::{MigrateRequest, Side, SwitchedBy};
-use postcopy_shim::io::qemu::{QemuConfig, QemuProcess, SerialFollower};
+use postcopy_core::driver::vocab::*;
+use postcopy_core::driver::{MigrateRequest, Side, SwitchedBy};
 use postcopy_shim::io::run::{self, Hooks};
+use postcopy_tools::guest_report::GuestLine;
+use postcopy_tools::qemu::{QemuConfig, QemuProcess, SerialFollower};
 
 fn live_enabled() -> bool {
     if std::env::var_os("POSTCOPY_SKIP_LIVE").is_some() {
@@ -105,15 +106,12 @@ fn after_precopy_migrates_a_real_guest() {
     let (mut ok, mut beats) = (0, 0);
     while ok < 2 && start.elapsed() < Duration::from_secs(60) {
         for l in follow.poll() {
-            assert!(
-                !l.starts_with("FAIL") && !l.starts_with("CHECK FAIL"),
-                "guest memory check failed: {l}"
-            );
-            if l.starts_with("CHECK OK") {
-                ok += 1;
-            }
-            if l.starts_with("HB ") {
-                beats += 1;
+            match GuestLine::parse(&l) {
+                Ok(Some(GuestLine::CheckOk { .. })) => ok += 1,
+                Ok(Some(GuestLine::Heartbeat { .. })) => beats += 1,
+                Ok(Some(r)) => assert!(!r.is_failure(), "guest memory check failed: {l}"),
+                Ok(None) => {}
+                Err(e) => panic!("guest console corrupted: {e}"),
             }
         }
         std::thread::sleep(Duration::from_millis(100));

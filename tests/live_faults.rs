@@ -12,9 +12,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use postcopy_shim::driver::vocab::*;
-use postcopy_shim::driver::{ApiCall, DomainState, RecoveryPolicy, Side};
-use postcopy_shim::io::scenario::{self, Fault, Link, Plan, Recovery, ScenarioResult, Trigger};
+use postcopy_core::driver::vocab::*;
+use postcopy_core::driver::{ApiCall, DomainState, RecoveryPolicy, Side};
+use postcopy_tools::scenario::{self, Fault, Link, Plan, Recovery, ScenarioResult, Trigger};
 
 /// Live scenarios run one at a time: two TCG guests per scenario already fill two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -334,10 +334,10 @@ fn cleanup(r: &ScenarioResult) {
 /// later, and the call returns success with nobody calling anything.
 #[test]
 fn api_migrate_with_recovery_completes_across_a_cut() {
+    use postcopy_core::driver::MigrateRequest;
     use postcopy_shim::api::{self, Domain};
-    use postcopy_shim::driver::MigrateRequest;
-    use postcopy_shim::io::qemu::{QemuConfig, QemuProcess};
-    use postcopy_shim::io::relay::Relay;
+    use postcopy_tools::qemu::{QemuConfig, QemuProcess};
+    use postcopy_tools::relay::Relay;
     use std::sync::Arc;
 
     if skip() {

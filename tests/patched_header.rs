@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use postcopy_shim::driver::vocab::VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
+use postcopy_core::driver::vocab::VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
 
 #[test]
 fn patched_libvirt_defines_the_shims_value() {

@@ -12,9 +12,9 @@ use std::path::Path;
 
 mod schema;
 
-use postcopy_shim::driver::params::{self, Party};
+use postcopy_core::driver::params::{self, Party};
+use postcopy_core::driver::vocab::*;
 use schema::command;
-use postcopy_shim::driver::vocab::*;
 use serde_json::{json, Value};
 
 /// One version's recorded session: its schema (by name) and its capability list.

@@ -24,9 +24,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use postcopy_shim::driver::params::{self, Party};
-use postcopy_shim::driver::vocab::*;
-use postcopy_shim::transcript::{Record, Transcript};
+use postcopy_core::driver::params::{self, Party};
+use postcopy_core::driver::vocab::*;
+use postcopy_core::transcript::{Record, Transcript};
 use schema::{command, Schema};
 use serde_json::{json, Value};
 

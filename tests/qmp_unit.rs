@@ -3,7 +3,7 @@
 
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
-use postcopy_shim::qmp::{Framer, Message, Output, ProtocolError, Session, SessionState};
+use postcopy_core::qmp::{Framer, Message, Output, ProtocolError, Session, SessionState};
 use serde_json::json;
 
 const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "Debian 1:10.0.2+ds-2"}, "capabilities": ["oob"]}}"#;

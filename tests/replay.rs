@@ -7,16 +7,16 @@ mod common;
 
 use std::path::Path;
 
-use common::{fixtures, replay};
-use postcopy_shim::engine::EngineError;
-use postcopy_shim::transcript::{Transcript, TranscriptError};
+use common::{fixtures, load, replay};
+use postcopy_core::engine::EngineError;
+use postcopy_core::transcript::{Transcript, TranscriptError};
 
 #[test]
 fn every_fixture_replays_and_matches_its_snapshot() {
     let mut n = 0;
     insta::glob!("../qemu-fixtures", "**/*.jsonl", |path| {
         n += 1;
-        let t = Transcript::load(path).unwrap_or_else(|e| panic!("{e}"));
+        let t = load(path);
         let (_, r) = replay(t);
         if let Err(e) = r {
             panic!("{}: {e}", path.display());

@@ -13,7 +13,7 @@
 use std::collections::BTreeSet;
 
 use libfuzzer_sys::fuzz_target;
-use postcopy_shim::qmp::{Framer, Message, Output, ProtocolError, Session, SessionState};
+use postcopy_core::qmp::{Framer, Message, Output, ProtocolError, Session, SessionState};
 
 const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1"}, "capabilities": ["oob"]}}"#;
 const NEGOTIATED: &str = r#"{"return": {}, "id": "lpc-0"}"#;

@@ -8,8 +8,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use postcopy_shim::engine;
-use postcopy_shim::transcript::{ReplayTransport, Transcript, TranscriptError};
+use postcopy_core::engine;
+use postcopy_core::transcript::{ReplayTransport, Transcript, TranscriptError};
 
 const HEADER: &str = r#"{"format":"libvirt-postcopy-qmp-transcript","version":1,"scenario":"fuzz","recorder":"fuzz","qemu":{"src":"10.0.2","dst":"10.0.2"},"flags":32769,"flag_names":["LIVE","POSTCOPY"],"uri":"tcp:127.0.0.1:4444","bandwidth":32}"#;
 

@@ -18,7 +18,16 @@ typedef unsigned long long u64;
 
 #define SEED_RO   0x52f1a3c5u
 #define SEED_COLD 0xc01dc0deu
+#define SEED_KERN 0x6b65726eu
 #define HOT_MAGIC 0x484f5450u              /* "HOTP" */
+#define FB_MAGIC  0x46524d42u              /* "FRMB" */
+
+/* Frame mode: the kernel set and the frame buffer live below REGION_BASE, after the image. */
+#define KERN_BASE (4u * MiB)               /* at most 4 MiB */
+#define FB_BASE   (8u * MiB)               /* at most 8 MiB */
+#define MAX_WS_PAGES  4096u                /* 16 MiB read per frame at most */
+#define MIN_WS_KIB    64u                  /* so that the window table stays small */
+#define MAX_WINDOWS   8192u
 
 extern char _end[];
 
@@ -68,6 +77,13 @@ static void puthex(u32 v, int digits)
     for (int i = digits - 1; i >= 0; i--) putch("0123456789abcdef"[(v >> (i * 4)) & 15]);
 }
 static void putaddr(u32 v) { puts_("0x"); puthex(v, 8); }
+static void putdec64(u64 v)
+{
+    u32 hi = div64_32(v, 1000000000u), lo = (u32)(v - (u64)hi * 1000000000u);
+    if (!hi) { putdec(lo); return; }
+    putdec(hi);
+    for (u32 d = 100000000u; d; d /= 10) putch((char)('0' + lo / d % 10));
+}
 
 /* -------------------------------------------------------------- clock */
 static int clk_pm;          /* 1: ACPI PM timer, 0: PIT channel 0 */
@@ -99,6 +115,14 @@ static void clk_poll(void)
     clk_last = c;
     clk_ticks += d;
     now_ms = div64_32(clk_ticks * 1000u, clk_freq);
+}
+
+/* Microseconds since clk_init, from the 64-bit tick count (exact, no 32-bit wrap). */
+static u64 clk_us(void)
+{
+    u32 sec = div64_32(clk_ticks, clk_freq);
+    u64 rem = clk_ticks - (u64)sec * clk_freq;
+    return (u64)sec * 1000000u + div64_32(rem * 1000000u, clk_freq);
 }
 
 static void clk_init(void)
@@ -191,9 +215,24 @@ static void hot_write_page(u32 i, u32 gen)
     for (u32 w = 4; w < WPP; w++) p[w] = hot_word(b, w);
 }
 
+static void report(const char *rgn, u32 addr, u32 got, u32 want);
+static u32 frame_mode;                     /* mode=frame */
+
+/* Frame mode: before the writer overwrites a page, its header must still carry the previous
+ * generation, so a page that went back to an older version after a migration is caught. */
+static void hot_check_header(u32 i)
+{
+    const volatile u32 *p = (const volatile u32 *)(hot_addr + i * PAGE);
+    u32 gen = hot_gen - 1;
+    u32 hdr[4] = { HOT_MAGIC, gen, i, ~gen };
+    for (u32 w = 0; w < 4; w++)
+        if (p[w] != hdr[w]) report("hot", hot_addr + i * PAGE + w * 4, p[w], hdr[w]);
+}
+
 static void hot_step(void)
 {
     if (!hot_pages) return;
+    if (frame_mode) hot_check_header(hot_cur);
     hot_write_page(hot_cur, hot_gen);
     hot_written++;
     if (++hot_cur == hot_pages) { hot_cur = 0; hot_gen++; }
@@ -273,6 +312,7 @@ struct mb_info {
 };
 
 static char cmdline[512];
+static u32 fps = 25, fws_kb = 2048, kern_kb = 256, fb_kb = 256;   /* frame mode */
 
 static int parse_u32(const char *s, u32 *out)
 {
@@ -308,7 +348,16 @@ static void parse_cmdline(void)
             else if (streq(tok_, "cverify")) dst = &cverify_mb;
             else if (streq(tok_, "inject")) dst = &inject_pass;
             else if (streq(tok_, "pit")) dst = &force_pit;
-            if (!dst) { puts_("WARN unknown key "); puts_(tok_); putch('\n'); }
+            else if (streq(tok_, "fps")) dst = &fps;
+            else if (streq(tok_, "fws")) dst = &fws_kb;
+            else if (streq(tok_, "kern")) dst = &kern_kb;
+            else if (streq(tok_, "fb")) dst = &fb_kb;
+            if (streq(tok_, "mode")) {
+                if (streq(eq + 1, "frame")) frame_mode = 1;
+                else if (streq(eq + 1, "verify")) frame_mode = 0;
+                else { puts_("WARN bad value for mode (want frame or verify)\n"); }
+            }
+            else if (!dst) { puts_("WARN unknown key "); puts_(tok_); putch('\n'); }
             else if (!parse_u32(eq + 1, &v)) { puts_("WARN bad value for "); puts_(tok_); putch('\n'); }
             else *dst = v;
             *eq = '=';
@@ -344,6 +393,135 @@ static void clamp(const char *name, u32 *v, u32 max)
     if (*v > max) {
         puts_("CLAMP "); puts_(name); putch('='); putdec(*v); puts_("->"); putdec(max); putch('\n');
         *v = max;
+    }
+}
+
+/* --------------------------------------------------------- frame mode */
+/* A video player's memory behaviour: every 1/fps s of the guest's clock, read a window of `fws`
+ * KiB of the read-mostly "video" region (ro) in a freshly shuffled page order, read all of the
+ * small "kernel" set, and write the frame buffer; then print FR <seq> <guest_us>. The window
+ * order is reshuffled for every walk over ro, so over ceil(ro/fws) frames all of ro is read.
+ * Heartbeats and the hot writer keep running between and inside frames (work()). */
+static u32 kern_addr = KERN_BASE, fb_addr = FB_BASE;
+static u32 kern_pages, fb_pages, ws_pages, n_windows;
+static u16 ws_perm[MAX_WS_PAGES];          /* page order inside the window, per frame */
+static u16 win_perm[MAX_WINDOWS];          /* window order, per walk */
+static u32 rng = 0x2545f491u;              /* fixed seed: the same order on every run */
+static u32 fr_seq;
+
+static u32 rnd(void) { rng ^= rng << 13; rng ^= rng >> 17; rng ^= rng << 5; return rng; }
+static void shuffle(u16 *a, u32 n)        /* Fisher-Yates */
+{
+    for (u32 i = n; i > 1; i--) {
+        u32 j = (u32)(((u64)rnd() * i) >> 32);
+        u16 t = a[i - 1]; a[i - 1] = a[j]; a[j] = t;
+    }
+}
+
+static void fb_write_page(u32 i, u32 stamp)
+{
+    u32 *p = (u32 *)(fb_addr + i * PAGE);
+    u32 b = hot_base(i, stamp) ^ FB_MAGIC;
+    p[0] = FB_MAGIC; p[1] = stamp; p[2] = i; p[3] = ~stamp;
+    for (u32 w = 4; w < WPP; w++) p[w] = hot_word(b, w);
+}
+
+/* The frame buffer must still hold the previous frame (stamp) before it is overwritten. */
+static void fb_check_header(u32 i, u32 stamp)
+{
+    const volatile u32 *p = (const volatile u32 *)(fb_addr + i * PAGE);
+    u32 hdr[4] = { FB_MAGIC, stamp, i, ~stamp };
+    for (u32 w = 0; w < 4; w++)
+        if (p[w] != hdr[w]) report("fb", fb_addr + i * PAGE + w * 4, p[w], hdr[w]);
+}
+
+static void frame_render(u32 window)
+{
+    for (u32 i = 0; i < kern_pages; i++) { work(); verify_pat_page("kern", kern_addr + i * PAGE, SEED_KERN); }
+    if (ws_pages) {
+        u32 first = window * ws_pages;     /* < ro_pages; the last window wraps to the start */
+        shuffle(ws_perm, ws_pages);
+        for (u32 i = 0; i < ws_pages; i++) {
+            u32 pg = first + ws_perm[i];
+            if (pg >= ro_pages) pg -= ro_pages;
+            work();
+            verify_pat_page("ro", ro_addr + pg * PAGE, SEED_RO);
+        }
+    }
+    for (u32 i = 0; i < fb_pages; i++) { work(); fb_check_header(i, fr_seq); fb_write_page(i, fr_seq + 1); }
+}
+
+static void frame_setup(void)
+{
+    clamp("kern", &kern_kb, 4096);
+    clamp("fb", &fb_kb, 8192);
+    clamp("fps", &fps, 1000);
+    if (!fps) { puts_("CLAMP fps=0->1\n"); fps = 1; }
+    u32 max_ws = ro_mb * 1024u < MAX_WS_PAGES * 4u ? ro_mb * 1024u : MAX_WS_PAGES * 4u;
+    clamp("fws", &fws_kb, max_ws);
+    /* At most MAX_WINDOWS windows: raise the working set if ro needs it. */
+    u32 min_ws = (ro_pages + MAX_WINDOWS - 1) / MAX_WINDOWS * 4u;
+    if (ro_pages && fws_kb < min_ws) {
+        puts_("CLAMP fws="); putdec(fws_kb); puts_("->"); putdec(min_ws); putch('\n');
+        fws_kb = min_ws;
+    }
+    if (ro_pages && fws_kb < 4) { puts_("CLAMP fws="); putdec(fws_kb); puts_("->4\n"); fws_kb = 4; }
+    kern_pages = kern_kb / 4; fb_pages = fb_kb / 4; ws_pages = fws_kb / 4;
+    n_windows = ws_pages ? (ro_pages + ws_pages - 1) / ws_pages : 1;
+    for (u32 i = 0; i < ws_pages; i++) ws_perm[i] = (u16)i;
+    for (u32 i = 0; i < n_windows; i++) win_perm[i] = (u16)i;
+    puts_("FRAME fps="); putdec(fps); puts_(" fws="); putdec(ws_pages * 4);
+    puts_(" kern="); putdec(kern_pages * 4); puts_("@"); putaddr(kern_addr);
+    puts_(" fb="); putdec(fb_pages * 4); puts_("@"); putaddr(fb_addr);
+    puts_(" windows="); putdec(n_windows); putch('\n');
+}
+
+static void frame_fill(void)
+{
+    for (u32 i = 0; i < kern_pages; i++) { tick(); fill_pat_page(kern_addr + i * PAGE, SEED_KERN); }
+    for (u32 i = 0; i < fb_pages; i++) { tick(); fb_write_page(i, 0); }
+}
+
+static void end_pass(u32 pass);
+
+/* Never returns. Frame k is due at k/fps s after the first; a frame that is late by more than a
+ * period is shown at once and the cadence restarts from it (a player drops frames, it does not
+ * burst them). One pass = one walk over all windows, closed by CHECK and STAT. */
+static void frame_loop(void)
+{
+    u32 q = clk_freq / fps, r = clk_freq % fps, acc = 0;
+    u64 next = clk_ticks;
+    for (u32 pass = 1;; pass++) {
+        u32 t0 = now_ms, w0 = hot_written, g0 = hot_gen, f0 = fr_seq;
+        v_sum = 0; v_bad = 0; v_first = 0; v_lines = 0;
+        shuffle(win_perm, n_windows);
+        for (u32 k = 0; k < n_windows; k++) {
+            while (clk_ticks < next) work();
+            frame_render(win_perm[k]);
+            tick();
+            puts_("FR "); putdec(fr_seq++); putch(' '); putdec64(clk_us()); putch('\n');
+            next += q; acc += r;
+            if (acc >= fps) { acc -= fps; next++; }
+            if (clk_ticks >= next) { next = clk_ticks; acc = 0; }
+        }
+        end_pass(pass);
+        u32 dt = now_ms - t0;
+        puts_("STAT "); putdec(pass); puts_(" ms="); putdec(dt);
+        puts_(" frames="); putdec(fr_seq - f0);
+        puts_(" hot_pages="); putdec(hot_written - w0);
+        puts_(" hot_mbps="); putdec(dt ? div64_32((u64)(hot_written - w0) * 1000u, dt * 256u) : 0);
+        puts_(" gens="); putdec(hot_gen - g0); putch('\n');
+    }
+}
+
+static void end_pass(u32 pass)
+{
+    tick();
+    if (!v_bad) {
+        puts_("CHECK OK "); putdec(pass); putch(' '); puthex(v_sum, 8); putch('\n');
+    } else {
+        puts_("CHECK FAIL "); putdec(pass); puts_(" first="); putaddr(v_first);
+        puts_(" bad="); putdec(v_bad); putch('\n');
     }
 }
 
@@ -390,9 +568,11 @@ void kmain(u32 magic, const struct mb_info *mbi)
     puts_(" cold="); putdec(cold_mb); puts_("@"); putaddr(cold_addr);
     puts_(" cverify="); putdec(cslice / 256); puts_(" rate="); putdec(rate_mb);
     puts_(" beat="); putdec(beat_ms); putch('\n');
+    if (frame_mode) frame_setup();
 
     hb_next = now_ms;
     /* Fill phase (heartbeats keep running). */
+    if (frame_mode) frame_fill();
     for (u32 i = 0; i < ro_pages; i++) { tick(); fill_pat_page(ro_addr + i * PAGE, SEED_RO); }
     for (u32 i = 0; i < hot_pages; i++) { tick(); hot_write_page(i, 1); }
     hot_gen = 2; hot_cur = 0;
@@ -402,6 +582,7 @@ void kmain(u32 magic, const struct mb_info *mbi)
     puts_(" rate="); putdec(rate_mb); puts_(" beat="); putdec(beat_ms); putch('\n');
     puts_("FILLED ms="); putdec(now_ms); putch('\n');
     tok = 0; tok_last = now_ms;
+    if (frame_mode) frame_loop();
 
     u32 cold_off = 0;
     for (u32 pass = 1;; pass++) {
@@ -422,13 +603,7 @@ void kmain(u32 magic, const struct mb_info *mbi)
             verify_pat_page("cold", cold_addr + cold_off * PAGE, SEED_COLD);
             if (++cold_off == cold_pages) cold_off = 0;
         }
-        tick();
-        if (!v_bad) {
-            puts_("CHECK OK "); putdec(pass); putch(' '); puthex(v_sum, 8); putch('\n');
-        } else {
-            puts_("CHECK FAIL "); putdec(pass); puts_(" first="); putaddr(v_first);
-            puts_(" bad="); putdec(v_bad); putch('\n');
-        }
+        end_pass(pass);
         u32 dt = now_ms - t0;
         puts_("STAT "); putdec(pass); puts_(" ms="); putdec(dt);
         puts_(" cold_off_mb="); putdec(coff0 / 256); puts_(" cold_mb="); putdec(cslice / 256);

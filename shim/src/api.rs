@@ -34,7 +34,7 @@ use crate::driver::{
 use crate::engine::{self, EngineError, Incoming, Report, Transport};
 use crate::io::run::{self, Hooks};
 use crate::io::Controller;
-use crate::transcript::{Record, ReplayTransport, Transcript};
+use crate::transcript::{Record, ReplayTransport};
 
 /// A domain-event callback: the domain, the event, and for JOB_COMPLETED the completed statistics.
 pub type EventCallback = Box<dyn FnMut(&Domain, &DomainEvent, Option<&JobStats>) + Send>;
@@ -415,7 +415,7 @@ pub struct Replay {
 impl Replay {
     /// Loads a transcript (VIR_ERR_OPERATION_FAILED if unreadable, VIR_ERR_INTERNAL_ERROR if corrupt).
     pub fn open(path: &Path) -> Result<Replay, VirError> {
-        let t = Transcript::load(path).map_err(|e| match e {
+        let t = crate::load_transcript(path).map_err(|e| match e {
             crate::transcript::TranscriptError::Io { .. } => {
                 VirError::new(code::OPERATION_FAILED, e.to_string())
             }

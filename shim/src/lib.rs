@@ -1,16 +1,26 @@
-//! libvirt-postcopy: a reference implementation of libvirt's QEMU driver side of the post-copy
-//! migration API (VIR_MIGRATE_POSTCOPY, virDomainMigrateStartPostCopy and the proposed
-//! VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY), speaking QMP to real QEMU processes.
+//! libvirt-postcopy's C library: the public Rust API ([`api`]: domains, virDomainMigrate3,
+//! virDomainMigrateStartPostCopy, virDomainAbortJobFlags, virDomainGetJobStats, events), the live
+//! transport and the recorder ([`io`]), and the C ABI facade over the API ([`ffi`], declared by
+//! `include/libvirt_postcopy.h`).
 //!
-//! Data flows one way: API call -> [`driver`] (decides) -> [`qmp`] (encodes) -> [`io`] (sends);
-//! replies and events come back io -> qmp -> driver.
+//! The decisions are the core's (`postcopy-core`): data flows API call -> driver (decides) -> qmp
+//! (encodes) -> [`io`] (sends); replies and events come back io -> qmp -> driver.
 
 pub mod api;
-pub mod bench;
-pub mod driver;
-pub mod engine;
 pub mod ffi;
 pub mod io;
-pub mod libvirt_log;
-pub mod qmp;
-pub mod transcript;
+
+pub use postcopy_core;
+
+use postcopy_core::{driver, engine, qmp, transcript};
+
+/// Reads a transcript file (the core parses text; files are this crate's business).
+pub fn load_transcript(
+    path: &std::path::Path,
+) -> Result<transcript::Transcript, transcript::TranscriptError> {
+    let text = std::fs::read_to_string(path).map_err(|source| transcript::TranscriptError::Io {
+        file: path.display().to_string(),
+        source,
+    })?;
+    transcript::Transcript::parse(&path.display().to_string(), &text)
+}

@@ -4,11 +4,18 @@
 
 use std::path::{Path, PathBuf};
 
-use postcopy_shim::engine::{EngineError, Report};
-use postcopy_shim::transcript::{ReplayTransport, Transcript};
+use postcopy_core::engine::{EngineError, Report};
+use postcopy_core::transcript::{ReplayTransport, Transcript};
 
 pub fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// Reads and parses a transcript; a test fails with the parser's error.
+pub fn load(path: &Path) -> Transcript {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    Transcript::parse(&path.display().to_string(), &text).unwrap_or_else(|e| panic!("{e}"))
 }
 
 pub fn fixtures() -> PathBuf {
@@ -29,7 +36,7 @@ pub fn replay(t: Transcript) -> (Vec<String>, Result<Vec<Report>, EngineError>) 
 /// The snapshot text of one fixture: what was recorded, then the shim's conversation, one line per
 /// message (ids, timestamps and job-stats polls left out), then the outcome.
 pub fn snapshot_text(path: &Path) -> String {
-    let t = Transcript::load(path).unwrap_or_else(|e| panic!("{e}"));
+    let t = load(path);
     let mut s = format!(
         "scenario: {}\nqemu: src {} / dst {}\nflags: {}\n---\n",
         t.header.scenario,

@@ -1,5 +1,3 @@
-use std::path::Path;
-
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
@@ -177,14 +175,6 @@ pub struct Transcript {
 }
 
 impl Transcript {
-    pub fn load(path: &Path) -> Result<Transcript, TranscriptError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TranscriptError::Io {
-            file: path.display().to_string(),
-            source,
-        })?;
-        Self::parse(&path.display().to_string(), &text)
-    }
-
     pub fn parse(file: &str, text: &str) -> Result<Transcript, TranscriptError> {
         let corrupt = |line: usize, what: String| TranscriptError::Corrupt {
             file: file.to_string(),

@@ -11,16 +11,17 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::qemu::{QemuConfig, QemuProcess, SerialFollower};
-use super::relay::Relay;
-use super::run::{self, Hooks, RecordSpec};
-use super::{Controller, TransportStats};
-use crate::driver::vocab::state;
-use crate::driver::DomainState;
-use crate::driver::{
+use crate::guest_report::GuestLine;
+use crate::qemu::{QemuConfig, QemuProcess, SerialFollower};
+use crate::relay::Relay;
+use postcopy_core::driver::vocab::state;
+use postcopy_core::driver::DomainState;
+use postcopy_core::driver::{
     ApiCall, ApiValue, DomainEvent, JobMemory, MigrateRequest, RecoveryPolicy, Side, VirError,
 };
-use crate::engine::{api_result_text, EngineError, Report};
+use postcopy_core::engine::{api_result_text, EngineError, Report};
+use postcopy_shim::io::run::{self, Hooks, RecordSpec};
+use postcopy_shim::io::{Controller, TransportStats};
 
 /// When a fault or an API call happens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,7 +163,7 @@ type Procs = Arc<Mutex<Vec<QemuProcess>>>;
 pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
     std::fs::create_dir_all(&plan.workdir)
         .map_err(setup(format!("cannot create {}", plan.workdir.display())))?;
-    let (env, extra) = super::qemu::extracted_qemu(plan.qemu_root.as_deref());
+    let (env, extra) = crate::qemu::extracted_qemu(plan.qemu_root.as_deref());
     let cfg = QemuConfig {
         binary: plan.qemu.clone(),
         kernel: plan.kernel.clone(),
@@ -391,16 +392,16 @@ fn run_once(
                 };
                 let hit = match (at, side, ev) {
                     (Trigger::Postcopy, Side::Src, DomainEvent::Lifecycle { event, detail }) => {
-                        *event == crate::driver::vocab::event::SUSPENDED
-                            && *detail == crate::driver::vocab::event::SUSPENDED_POSTCOPY
+                        *event == postcopy_core::driver::vocab::event::SUSPENDED
+                            && *detail == postcopy_core::driver::vocab::event::SUSPENDED_POSTCOPY
                     }
                     (
                         Trigger::DestinationRunning,
                         Side::Dst,
                         DomainEvent::Lifecycle { event, detail },
                     ) => {
-                        *event == crate::driver::vocab::event::RESUMED
-                            && *detail == crate::driver::vocab::event::RESUMED_POSTCOPY
+                        *event == postcopy_core::driver::vocab::event::RESUMED
+                            && *detail == postcopy_core::driver::vocab::event::RESUMED_POSTCOPY
                     }
                     (
                         Trigger::Iteration(n),
@@ -580,15 +581,17 @@ fn verify_guest(serial: &std::path::Path, _from: u64, timeout: Duration) -> Gues
     let mut v = GuestVerdict::default();
     while start.elapsed() < timeout {
         for l in f.poll() {
-            if l.starts_with("CHECK OK") {
-                v.checks_ok += 1;
-            } else if l.starts_with("FAIL") || l.starts_with("CHECK FAIL") {
-                v.check_failures += 1;
-                if v.failures.len() < 5 {
-                    v.failures.push(l);
+            // A malformed report line counts as a failure: a corrupted console is no verdict.
+            match GuestLine::parse(&l) {
+                Ok(Some(GuestLine::CheckOk { .. })) => v.checks_ok += 1,
+                Ok(Some(GuestLine::Heartbeat { .. })) => v.heartbeats += 1,
+                Ok(Some(GuestLine::CheckFail { .. } | GuestLine::Fail { .. })) | Err(_) => {
+                    v.check_failures += 1;
+                    if v.failures.len() < 5 {
+                        v.failures.push(l);
+                    }
                 }
-            } else if l.starts_with("HB ") {
-                v.heartbeats += 1;
+                Ok(_) => {}
             }
         }
         if v.checks_ok >= 2 || v.check_failures > 0 {

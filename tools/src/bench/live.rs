@@ -2,8 +2,8 @@
 //! link emulator), one switching policy, and the guest's heartbeats timestamped on the host as
 //! they appear on the source's and the destination's serial console.
 //!
-//! Built from the public pieces of [`crate::io`] (QEMU processes, `run::migrate` with its hooks)
-//! rather than [`crate::io::scenario`], because the polling policy needs the running job's
+//! Built from the public pieces of the C library (`postcopy_shim::io`) (QEMU processes, `run::migrate` with its hooks)
+//! rather than [`crate::scenario`], because the polling policy needs the running job's
 //! [`Controller`] from its own thread, which a scenario plan does not hand out; and with the
 //! benchmark's own link emulator ([`super::link`]), whose delay does not cap the rate.
 
@@ -17,13 +17,14 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::driver::vocab::{
+use crate::guest_report::GuestLine;
+use crate::qemu::{QemuConfig, QemuProcess};
+use postcopy_core::driver::vocab::{
     param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
 };
-use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side};
-use crate::io::qemu::{QemuConfig, QemuProcess};
-use crate::io::run::{self, Hooks};
-use crate::io::Controller;
+use postcopy_core::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side};
+use postcopy_shim::io::run::{self, Hooks};
+use postcopy_shim::io::Controller;
 
 use super::link::Link;
 
@@ -183,8 +184,9 @@ pub struct RunResult {
     pub passes: Vec<(f64, u64)>,
 }
 
-/// Heartbeats, and the other verdict lines with their host times.
-type Seen = (Vec<Beat>, Vec<(f64, String)>);
+/// Heartbeats, and the other verdict lines with their host times (a malformed report line as the
+/// text that did not parse).
+type Seen = (Vec<Beat>, Vec<(f64, Result<GuestLine, String>)>);
 
 struct Follower {
     stop: Arc<AtomicBool>,
@@ -221,21 +223,20 @@ fn follow(path: PathBuf, from: u64, t0: Instant, on_dst: bool, poll: Duration) -
                 while let Some(pos) = partial.iter().position(|&b| b == b'\n') {
                     let line: Vec<u8> = partial.drain(..=pos).collect();
                     let line = String::from_utf8_lossy(&line).trim().to_string();
-                    if let Some(rest) = line.strip_prefix("HB ") {
-                        if let Some(seq) =
-                            rest.split_whitespace().next().and_then(|x| x.parse().ok())
-                        {
-                            beats.push(Beat {
-                                seq,
-                                host_ms: now,
-                                on_dst,
-                            });
-                        }
-                    } else if line.starts_with("CHECK")
-                        || line.starts_with("FAIL")
-                        || line.starts_with("STAT ")
-                    {
-                        other.push((now, line));
+                    match GuestLine::parse(&line) {
+                        Ok(Some(GuestLine::Heartbeat { seq, .. })) => beats.push(Beat {
+                            seq,
+                            host_ms: now,
+                            on_dst,
+                        }),
+                        Ok(Some(
+                            r @ (GuestLine::CheckOk { .. }
+                            | GuestLine::CheckFail { .. }
+                            | GuestLine::Fail { .. }
+                            | GuestLine::Stat { .. }),
+                        )) => other.push((now, Ok(r))),
+                        Ok(_) => {}
+                        Err(_) => other.push((now, Err(line))),
                     }
                 }
             }
@@ -285,7 +286,7 @@ pub fn run_one(
 ) -> Result<RunResult, String> {
     let dir = env.workdir.join(tag);
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let (envv, extra) = crate::io::qemu::extracted_qemu(env.qemu_root.as_deref());
+    let (envv, extra) = crate::qemu::extracted_qemu(env.qemu_root.as_deref());
     let cfg = QemuConfig {
         binary: env.qemu.clone(),
         kernel: env.kernel.clone(),
@@ -449,7 +450,14 @@ pub fn run_one(
         if now >= watch_until {
             let text = std::fs::read(check_file).unwrap_or_default();
             let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
-            if tail.lines().any(|l| l.starts_with("CHECK")) {
+            if tail.lines().any(|l| {
+                matches!(
+                    GuestLine::parse(l),
+                    Ok(Some(
+                        GuestLine::CheckOk { .. } | GuestLine::CheckFail { .. }
+                    ))
+                )
+            }) {
                 break;
             }
         }
@@ -460,19 +468,12 @@ pub fn run_one(
     beats.extend(dbeats);
     checks.extend(dchecks);
     for (at, line) in &checks {
-        if let Some(rest) = line.strip_prefix("STAT ") {
-            // STAT <pass> ms=<n> ...: the pass's duration on the guest's clock.
-            if let Some(ms) = rest
-                .split_whitespace()
-                .find_map(|kv| kv.strip_prefix("ms="))
-                .and_then(|v| v.parse().ok())
-            {
-                r.passes.push((*at, ms));
-            }
-        } else if line.starts_with("CHECK OK") {
-            r.checks_ok += 1;
-        } else {
-            r.check_failures += 1;
+        match line {
+            // The pass's duration on the guest's clock.
+            Ok(GuestLine::Stat { ms, .. }) => r.passes.push((*at, *ms)),
+            Ok(GuestLine::CheckOk { .. }) => r.checks_ok += 1,
+            // CHECK FAIL, FAIL, or a report line that did not parse.
+            _ => r.check_failures += 1,
         }
     }
     r.passes.sort_by(|a, b| a.0.total_cmp(&b.0));

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Args;
 
-use postcopy_shim::bench::{self, Config, Env, LinkSpec, Policy, Workload};
-use postcopy_shim::io::qemu::default_kernel;
+use postcopy_tools::bench::{self, Config, Env, LinkSpec, Policy, Workload};
+use postcopy_tools::qemu::default_kernel;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use postcopy_shim::libvirt_log::{import, ImportOptions};
+use postcopy_tools::libvirt_log::{import, ImportOptions};
 
 #[derive(Args, Debug)]
 pub struct ImportArgs {

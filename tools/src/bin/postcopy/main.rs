@@ -12,16 +12,16 @@ mod import;
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
-use postcopy_shim::driver::vocab::*;
-use postcopy_shim::driver::{
+use postcopy_core::driver::vocab::*;
+use postcopy_core::driver::{
     ApiCall, DomainEvent, MigrateRequest, RecoveryPolicy, Side, SwitchedBy,
 };
-use postcopy_shim::io::qemu::default_kernel;
+use postcopy_core::transcript::ReplayTransport;
 use postcopy_shim::io::run::{self, Hooks, RecordSpec};
-use postcopy_shim::io::scenario::{
+use postcopy_tools::qemu::default_kernel;
+use postcopy_tools::scenario::{
     self, EventCallback, Fault, Link, Plan, Recovery, ScenarioResult, Trigger,
 };
-use postcopy_shim::transcript::{ReplayTransport, Transcript};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -229,7 +229,7 @@ fn main() -> ExitCode {
 }
 
 fn replay(file: &Path, trace: bool) -> ExitCode {
-    let t = match Transcript::load(file) {
+    let t = match postcopy_shim::load_transcript(file) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("postcopy replay: {e}");
@@ -303,7 +303,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         return attach(&a, s, d, u, flags);
     }
 
-    let (env, _) = postcopy_shim::io::qemu::extracted_qemu(a.qemu_root.as_deref());
+    let (env, _) = postcopy_tools::qemu::extracted_qemu(a.qemu_root.as_deref());
     let version = qemu_version(&a.qemu, &env);
     let kernel = a.kernel.clone().unwrap_or_else(default_kernel);
     if !kernel.exists() {
@@ -455,7 +455,7 @@ fn attach(
     })
 }
 
-fn report_json(out: &mut Map<String, Value>, rep: &postcopy_shim::engine::Report) {
+fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report) {
     match &rep.result {
         Ok(o) => {
             out.insert("result".into(), json!("completed"));

@@ -1,5 +1,6 @@
 //! The QEMU driver's migration logic, sans-IO: flags, capabilities, phases, job state and events.
 
+pub mod libvirt_values;
 pub mod migration;
 pub mod params;
 pub mod recovery;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::transcript::{ReplayTransport, Transcript};
+use postcopy_core::transcript::ReplayTransport;
 
 /// What the replay table shows.
 #[derive(Debug, Clone, Default)]
@@ -47,7 +47,7 @@ pub fn run(dir: &Path, n: usize) -> Result<ReplayStats, String> {
     }
     let mut loaded = Vec::new();
     for f in &files {
-        loaded.push(Transcript::load(f).map_err(|e| e.to_string())?);
+        loaded.push(postcopy_shim::load_transcript(f).map_err(|e| e.to_string())?);
     }
     let records = loaded.iter().map(|t| t.records.len()).sum();
     let mut s = ReplayStats {
@@ -75,7 +75,7 @@ pub fn run(dir: &Path, n: usize) -> Result<ReplayStats, String> {
     for _ in 0..n.max(1) {
         let t0 = Instant::now();
         for f in &files {
-            let t = Transcript::load(f).map_err(|e| e.to_string())?;
+            let t = postcopy_shim::load_transcript(f).map_err(|e| e.to_string())?;
             let _ = ReplayTransport::new(t).replay_all();
         }
         suites.push(t0.elapsed().as_secs_f64() * 1000.0);

@@ -2,7 +2,7 @@
 //! destination) and a one-way propagation delay in both directions, so that RTT does not cap
 //! throughput.
 //!
-//! Why not [`crate::io::relay::Relay`]: its delay is a sleep per read chunk (≤ 16 KiB) on the
+//! Why not [`crate::relay::Relay`]: its delay is a sleep per read chunk (≤ 16 KiB) on the
 //! forward path, so a delay of d also caps the rate at 16 KiB/d, and page requests on the return
 //! path are not delayed at all. Here each chunk is stamped when it is read and released `delay`
 //! later (a queue between a reader and a writer thread per direction), then paced by a token

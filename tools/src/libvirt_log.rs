@@ -28,9 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use crate::driver::vocab::flag_names;
-use crate::transcript::format::{ApiRecord, MonitorTag, QemuVersions};
-use crate::transcript::{Header, Record, FORMAT_VERSION};
+use postcopy_core::driver::vocab::flag_names;
+use postcopy_core::transcript::format::{ApiRecord, MonitorTag, QemuVersions};
+use postcopy_core::transcript::{Header, Record, FORMAT_VERSION};
 
 /// The recorder name written into imported transcripts.
 pub const RECORDER: &str = "libvirt 11.3.0 log (import-libvirt-log)";
@@ -417,7 +417,7 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
             .map(|b| b / (1024 * 1024))
     };
     let header = Header {
-        format: crate::transcript::format::MAGIC.to_string(),
+        format: postcopy_core::transcript::format::MAGIC.to_string(),
         version: FORMAT_VERSION,
         scenario: opts.scenario.clone(),
         recorder: RECORDER.to_string(),

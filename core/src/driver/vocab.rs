@@ -1,11 +1,12 @@
-//! libvirt's vocabulary, taken from libvirt's own header through virt-sys: flags, error numbers,
+//! libvirt's vocabulary, with libvirt's values (kept in `libvirt_values`, checked against libvirt's
+//! header by the C library's tests): flags, error numbers,
 //! domain states and reasons, event types and details, job types, typed-parameter names.
 //! The one value libvirt's header lacks is the flag this project proposes.
 
 use std::fmt;
 
+use crate::driver::libvirt_values as sys;
 use thiserror::Error;
-use virt_sys as sys;
 
 /// `VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY`: switch to post-copy once the first pre-copy pass is done.
 /// Proposed by this project (patches/); libvirt 11.3's header ends at `VIR_MIGRATE_ZEROCOPY`.
@@ -111,7 +112,7 @@ pub fn flag_names(flags: u32) -> Vec<&'static str> {
 
 /// virErrorNumber values we report, from libvirt's header.
 pub mod code {
-    use virt_sys as sys;
+    use crate::driver::libvirt_values as sys;
     pub const INTERNAL_ERROR: i32 = sys::VIR_ERR_INTERNAL_ERROR as i32;
     pub const INVALID_ARG: i32 = sys::VIR_ERR_INVALID_ARG as i32;
     pub const OPERATION_INVALID: i32 = sys::VIR_ERR_OPERATION_INVALID as i32;
@@ -197,7 +198,7 @@ pub struct DomainState {
 }
 
 pub mod state {
-    use virt_sys as sys;
+    use crate::driver::libvirt_values as sys;
     pub const RUNNING: i32 = sys::VIR_DOMAIN_RUNNING as i32;
     pub const PAUSED: i32 = sys::VIR_DOMAIN_PAUSED as i32;
     pub const SHUTOFF: i32 = sys::VIR_DOMAIN_SHUTOFF as i32;
@@ -254,7 +255,7 @@ impl fmt::Display for DomainState {
 
 /// Lifecycle event types and details (virDomainEventType, virDomainEvent*DetailType).
 pub mod event {
-    use virt_sys as sys;
+    use crate::driver::libvirt_values as sys;
     pub const STARTED: i32 = sys::VIR_DOMAIN_EVENT_STARTED as i32;
     pub const SUSPENDED: i32 = sys::VIR_DOMAIN_EVENT_SUSPENDED as i32;
     pub const RESUMED: i32 = sys::VIR_DOMAIN_EVENT_RESUMED as i32;
@@ -298,7 +299,7 @@ pub mod event {
 
 /// virDomainJobType.
 pub mod job {
-    use virt_sys as sys;
+    use crate::driver::libvirt_values as sys;
     pub const NONE: i32 = sys::VIR_DOMAIN_JOB_NONE as i32;
     pub const UNBOUNDED: i32 = sys::VIR_DOMAIN_JOB_UNBOUNDED as i32;
     pub const COMPLETED: i32 = sys::VIR_DOMAIN_JOB_COMPLETED as i32;
@@ -308,9 +309,9 @@ pub mod job {
 
 /// Typed-parameter names of job statistics (virDomainGetJobStats), from libvirt's header.
 pub mod param {
-    use virt_sys as sys;
-    fn s(c: &'static std::ffi::CStr) -> &'static str {
-        c.to_str().unwrap_or("?")
+    use crate::driver::libvirt_values as sys;
+    fn s(c: &'static str) -> &'static str {
+        c
     }
     pub fn time_elapsed() -> &'static str {
         s(sys::VIR_DOMAIN_JOB_TIME_ELAPSED)

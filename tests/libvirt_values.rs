@@ -1,0 +1,124 @@
+//! libvirt's values that the core keeps as its own constants (postcopy_core::driver::libvirt_values),
+//! held against libvirt's header through virt-sys: the core builds without libvirt, this test
+//! (in the C library's crate, which needs libvirt's headers anyway) keeps it honest.
+
+use postcopy_shim::postcopy_core::driver::libvirt_values as sys;
+
+/// Each numeric value equals libvirt's.
+macro_rules! numbers_are_libvirts {
+    ($($name:ident),* $(,)?) => {
+        $(assert_eq!(sys::$name as i64, virt_sys::$name as i64, stringify!($name));)*
+    };
+}
+
+/// Each typed-parameter name equals libvirt's.
+macro_rules! names_are_libvirts {
+    ($($name:ident),* $(,)?) => {
+        $(assert_eq!(Some(sys::$name), virt_sys::$name.to_str().ok(), stringify!($name));)*
+    };
+}
+
+#[test]
+fn every_value_the_core_keeps_is_libvirts() {
+    numbers_are_libvirts!(
+        VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+        VIR_DOMAIN_EVENT_ID_JOB_COMPLETED,
+        VIR_DOMAIN_EVENT_ID_LIFECYCLE,
+        VIR_DOMAIN_EVENT_ID_MIGRATION_ITERATION,
+        VIR_DOMAIN_EVENT_RESUMED,
+        VIR_DOMAIN_EVENT_RESUMED_MIGRATED,
+        VIR_DOMAIN_EVENT_RESUMED_POSTCOPY,
+        VIR_DOMAIN_EVENT_RESUMED_POSTCOPY_FAILED,
+        VIR_DOMAIN_EVENT_RESUMED_UNPAUSED,
+        VIR_DOMAIN_EVENT_STARTED,
+        VIR_DOMAIN_EVENT_STARTED_MIGRATED,
+        VIR_DOMAIN_EVENT_STOPPED,
+        VIR_DOMAIN_EVENT_STOPPED_CRASHED,
+        VIR_DOMAIN_EVENT_STOPPED_FAILED,
+        VIR_DOMAIN_EVENT_STOPPED_MIGRATED,
+        VIR_DOMAIN_EVENT_SUSPENDED,
+        VIR_DOMAIN_EVENT_SUSPENDED_MIGRATED,
+        VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY,
+        VIR_DOMAIN_EVENT_SUSPENDED_POSTCOPY_FAILED,
+        VIR_DOMAIN_JOB_CANCELLED,
+        VIR_DOMAIN_JOB_COMPLETED,
+        VIR_DOMAIN_JOB_FAILED,
+        VIR_DOMAIN_JOB_NONE,
+        VIR_DOMAIN_JOB_OPERATION_MIGRATION_OUT,
+        VIR_DOMAIN_JOB_STATS_COMPLETED,
+        VIR_DOMAIN_JOB_STATS_KEEP_COMPLETED,
+        VIR_DOMAIN_JOB_UNBOUNDED,
+        VIR_DOMAIN_PAUSED,
+        VIR_DOMAIN_PAUSED_MIGRATION,
+        VIR_DOMAIN_PAUSED_POSTCOPY,
+        VIR_DOMAIN_PAUSED_POSTCOPY_FAILED,
+        VIR_DOMAIN_PAUSED_UNKNOWN,
+        VIR_DOMAIN_PAUSED_USER,
+        VIR_DOMAIN_RUNNING,
+        VIR_DOMAIN_RUNNING_MIGRATED,
+        VIR_DOMAIN_RUNNING_MIGRATION_CANCELED,
+        VIR_DOMAIN_RUNNING_POSTCOPY,
+        VIR_DOMAIN_RUNNING_POSTCOPY_FAILED,
+        VIR_DOMAIN_RUNNING_UNPAUSED,
+        VIR_DOMAIN_SHUTOFF,
+        VIR_DOMAIN_SHUTOFF_CRASHED,
+        VIR_DOMAIN_SHUTOFF_FAILED,
+        VIR_DOMAIN_SHUTOFF_MIGRATED,
+        VIR_ERR_ARGUMENT_UNSUPPORTED,
+        VIR_ERR_INTERNAL_ERROR,
+        VIR_ERR_INVALID_ARG,
+        VIR_ERR_NO_DOMAIN,
+        VIR_ERR_OPERATION_ABORTED,
+        VIR_ERR_OPERATION_FAILED,
+        VIR_ERR_OPERATION_INVALID,
+        VIR_ERR_OPERATION_TIMEOUT,
+        VIR_ERR_OPERATION_UNSUPPORTED,
+        VIR_ERR_SYSTEM_ERROR,
+        VIR_FROM_QEMU,
+        VIR_MIGRATE_ABORT_ON_ERROR,
+        VIR_MIGRATE_AUTO_CONVERGE,
+        VIR_MIGRATE_CHANGE_PROTECTION,
+        VIR_MIGRATE_COMPRESSED,
+        VIR_MIGRATE_LIVE,
+        VIR_MIGRATE_NON_SHARED_DISK,
+        VIR_MIGRATE_NON_SHARED_INC,
+        VIR_MIGRATE_NON_SHARED_SYNCHRONOUS_WRITES,
+        VIR_MIGRATE_OFFLINE,
+        VIR_MIGRATE_PARALLEL,
+        VIR_MIGRATE_PAUSED,
+        VIR_MIGRATE_PEER2PEER,
+        VIR_MIGRATE_PERSIST_DEST,
+        VIR_MIGRATE_POSTCOPY,
+        VIR_MIGRATE_POSTCOPY_RESUME,
+        VIR_MIGRATE_RDMA_PIN_ALL,
+        VIR_MIGRATE_TLS,
+        VIR_MIGRATE_TUNNELLED,
+        VIR_MIGRATE_UNDEFINE_SOURCE,
+        VIR_MIGRATE_UNSAFE,
+        VIR_MIGRATE_ZEROCOPY,
+    );
+    names_are_libvirts!(
+        VIR_DOMAIN_JOB_DATA_PROCESSED,
+        VIR_DOMAIN_JOB_DATA_REMAINING,
+        VIR_DOMAIN_JOB_DATA_TOTAL,
+        VIR_DOMAIN_JOB_DOWNTIME,
+        VIR_DOMAIN_JOB_MEMORY_BPS,
+        VIR_DOMAIN_JOB_MEMORY_CONSTANT,
+        VIR_DOMAIN_JOB_MEMORY_DIRTY_RATE,
+        VIR_DOMAIN_JOB_MEMORY_ITERATION,
+        VIR_DOMAIN_JOB_MEMORY_NORMAL,
+        VIR_DOMAIN_JOB_MEMORY_NORMAL_BYTES,
+        VIR_DOMAIN_JOB_MEMORY_PAGE_SIZE,
+        VIR_DOMAIN_JOB_MEMORY_POSTCOPY_REQS,
+        VIR_DOMAIN_JOB_MEMORY_PROCESSED,
+        VIR_DOMAIN_JOB_MEMORY_REMAINING,
+        VIR_DOMAIN_JOB_MEMORY_TOTAL,
+        VIR_DOMAIN_JOB_OPERATION,
+        VIR_DOMAIN_JOB_SETUP_TIME,
+        VIR_DOMAIN_JOB_SUCCESS,
+        VIR_DOMAIN_JOB_TIME_ELAPSED,
+        VIR_MIGRATE_PARAM_BANDWIDTH,
+        VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY,
+        VIR_MIGRATE_PARAM_URI,
+    );
+}
