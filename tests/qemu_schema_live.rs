@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use postcopy_core::driver::params::{self, Party};
 use postcopy_core::driver::vocab::*;
-use postcopy_core::transcript::{Record, Transcript};
+use postcopy_core::transcript::Record;
 use schema::{command, Schema};
 use serde_json::{json, Value};
 
@@ -128,7 +128,10 @@ fn ask_qemu(binary: &str) -> Live {
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{binary}: {e}: {line}"))
     };
     let greeting = next("the greeting");
-    assert!(greeting.get("QMP").is_some(), "{binary}: greeting {greeting}");
+    assert!(
+        greeting.get("QMP").is_some(),
+        "{binary}: greeting {greeting}"
+    );
     let mut ask = |cmd: &str| -> Value {
         writeln!(out, "{}", json!({"execute": cmd, "id": cmd})).unwrap();
         loop {
@@ -184,7 +187,7 @@ fn fixtures_of(version: (u64, u64, u64)) -> Vec<PathBuf> {
             if f.extension().and_then(|e| e.to_str()) != Some("jsonl") {
                 continue;
             }
-            let t = Transcript::load(&f).unwrap_or_else(|e| panic!("{e}"));
+            let t = common::load(&f);
             if t.header.qemu.src.starts_with(&prefix) && t.header.qemu.dst.starts_with(&prefix) {
                 out.push(f);
             }
@@ -219,7 +222,7 @@ fn the_shims_commands_validate_against_the_schema_of_the_qemu_binary() {
     let mut seen = std::collections::BTreeSet::new();
     let mut n = 0;
     for f in &files {
-        let t = Transcript::load(f).unwrap();
+        let t = common::load(f);
         for (line, r) in &t.records {
             let Record::Send { msg, .. } = r else {
                 continue;
@@ -257,10 +260,7 @@ fn the_shims_commands_validate_against_the_schema_of_the_qemu_binary() {
     let planned = [
         ("migrate-set-capabilities", src_caps.clone()),
         ("migrate-set-capabilities", dst_caps.clone()),
-        (
-            "migrate-set-capabilities",
-            params::cleared_caps(&live.caps),
-        ),
+        ("migrate-set-capabilities", params::cleared_caps(&live.caps)),
         (
             "migrate-set-parameters",
             params::migration_params(Party::Source, &json!({"tls-creds": ""}), Some(32), Some(8)),

@@ -586,7 +586,8 @@ fn verify_guest(serial: &std::path::Path, _from: u64, timeout: Duration) -> Gues
             if l.starts_with("BOOT ") {
                 v.check_failures += 1;
                 if v.failures.len() < 5 {
-                    v.failures.push(format!("the guest rebooted on the destination: {l}"));
+                    v.failures
+                        .push(format!("the guest rebooted on the destination: {l}"));
                 }
                 continue;
             }
