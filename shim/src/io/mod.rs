@@ -10,6 +10,7 @@ mod recorder;
 pub mod relay;
 pub mod run;
 pub mod scenario;
+pub mod testbed;
 
 pub use live::{Controller, LiveTransport, Monitor, TransportStats};
 pub use recorder::Recorder;
