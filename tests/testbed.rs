@@ -378,7 +378,8 @@ fn a_cut_aborts_every_migration_connection_on_both_hosts() {
     srl.expect("connected");
     std::thread::sleep(Duration::from_millis(500));
     // Two connections, each with an end in each host.
-    assert_eq!(probe.cut(PORT).unwrap(), 4);
+    assert_eq!(probe.cut(PORT, false).unwrap(), 4);
+    assert!(probe.link_is_up().unwrap());
     // ECONNABORTED (103) on both sides: each socket was destroyed in its own host.
     assert_eq!(srl.expect("wrote"), "wrote os103");
     assert_eq!(srl.expect("wrote"), "wrote os103");
@@ -613,7 +614,7 @@ fn a_probe_outliving_its_testbed_fails_with_the_command_named() {
     let tb = Testbed::new(LinkConfig::new(8.0)).unwrap();
     let p: Probe = tb.probe();
     drop(tb);
-    let e = p.cut(PORT).unwrap_err();
+    let e = p.cut(PORT, false).unwrap_err();
     assert!(matches!(e, TestbedError::CommandFailed { .. }), "{e:?}");
     assert!(e.to_string().contains("nsenter"), "{e}");
 }

@@ -7,23 +7,39 @@ use super::{Host, Probe, TestbedError, DST_ADDR};
 
 impl Probe {
     /// A hard cut: destroys every migration connection (to or from the destination's `port`)
-    /// in both hosts with `ss -K`. Each socket destroyed this way fails with ECONNABORTED in the
-    /// process that holds it; the RST it sends makes a peer not yet destroyed see ECONNRESET.
-    /// Returns the number of sockets destroyed.
-    pub fn cut(&self, port: u16) -> Result<usize, TestbedError> {
+    /// in both hosts with `ss -K`, and returns how many sockets it destroyed.
+    ///
+    /// A socket destroyed by `ss -K` fails with ECONNABORTED in the process that holds it, and
+    /// sends a RST that makes its peer fail with ECONNRESET. To give both QEMUs the same error
+    /// (each its own socket aborted, as when our relay closed both ends), the link is down while
+    /// both ends are destroyed, so no RST crosses; it comes back up afterwards unless
+    /// `keep_down`.
+    pub fn cut(&self, port: u16, keep_down: bool) -> Result<usize, TestbedError> {
         let ss = self.tools().ss.clone();
+        self.set_link_up(false)?;
         let mut killed = 0;
-        // The destination first: its side goes before the source's RST can arrive, so both
-        // QEMUs see their own socket aborted.
+        let mut first_err = None;
         for host in [Host::Destination, Host::Source] {
-            let filter = format!("( dport = :{port} or sport = :{port} ) and ( dst {DST_ADDR} or src {DST_ADDR} )");
-            let out = self.run(host, &ss, ["-K", "-tnH", &filter])?;
-            killed += out
-                .lines()
-                .filter(|l| !l.starts_with(char::is_whitespace) && !l.trim().is_empty())
-                .count();
+            let filter = format!(
+                "( dport = :{port} or sport = :{port} ) and ( dst {DST_ADDR} or src {DST_ADDR} )"
+            );
+            match self.run(host, &ss, ["-K", "-tnH", &filter]) {
+                Ok(out) => {
+                    killed += out
+                        .lines()
+                        .filter(|l| !l.starts_with(char::is_whitespace) && !l.trim().is_empty())
+                        .count()
+                }
+                Err(e) => {
+                    first_err.get_or_insert(e);
+                }
+            }
         }
-        Ok(killed)
+        let up = if keep_down { Ok(()) } else { self.set_link_up(true) };
+        match first_err {
+            Some(e) => Err(e),
+            None => up.map(|()| killed),
+        }
     }
 
     /// Sets the link (the source's veth end, which takes the carrier of the other end with it)
