@@ -339,9 +339,9 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
     // byte at the receiver.
     let achieved = payload as f64 / whole / MIB as f64;
     eprintln!(
-        "payload {achieved:.2} MiB/s over {whole:.2} s; qdisc {:.2} MiB/s; connections {}; \
+        "payload {achieved:.2} MiB/s over {whole:.2} s; qdisc {:.2} MiB/s ({} bytes); connections {}; \
          backlog at mark {backlog:?}; drops {}; srtt {:?} ms",
-        detail.report.achieved_mib_s, detail.report.connections, detail.drops, detail.mean_srtt_ms
+        detail.report.achieved_mib_s, detail.bytes, detail.report.connections, detail.drops, detail.mean_srtt_ms
     );
     assert!(achieved <= rate * 1.05, "payload at {achieved:.2} MiB/s over a {rate} MiB/s link");
     assert!(achieved >= rate * 0.85, "payload at only {achieved:.2} MiB/s of {rate}");
@@ -617,4 +617,145 @@ fn a_probe_outliving_its_testbed_fails_with_the_command_named() {
     let e = p.cut(PORT, false).unwrap_err();
     assert!(matches!(e, TestbedError::CommandFailed { .. }), "{e:?}");
     assert!(e.to_string().contains("nsenter"), "{e}");
+}
+
+mod common;
+
+/// One real post-copy migration (preempt on, as libvirt 11.3 turns it on) from a QEMU in the
+/// source host to a QEMU in the destination host, QEMU's own caps off: the link is tbf alone.
+/// Both connections cross it; the rate over the whole migration stays under the configured
+/// one; the guest verifies its memory on the destination.
+/// Set POSTCOPY_SKIP_LIVE=1 to skip where no QEMU can run, as the other live tests; CI never
+/// sets it.
+#[test]
+fn a_real_postcopy_migration_crosses_the_testbed() {
+    use postcopy_shim::driver::vocab::{event, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY,
+        VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY};
+    use postcopy_shim::driver::{DomainEvent, MigrateRequest, Side};
+    use postcopy_shim::io::qemu::{QemuConfig, QemuProcess, SerialFollower};
+    use postcopy_shim::io::run::{self, Hooks};
+    use std::sync::Arc;
+
+    if std::env::var_os("POSTCOPY_SKIP_LIVE").is_some() {
+        return;
+    }
+    let _g = serial();
+    let guest_dir = common::root().join("target/live-guest");
+    let st = Command::new(common::root().join("qemu-fixtures/guest/build.sh"))
+        .arg(&guest_dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let rate = 32.0;
+    let tb = Testbed::new(LinkConfig::new(rate)).unwrap();
+    let probe = tb.probe();
+    let dir = std::env::temp_dir().join(format!("postcopy-testbed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // QEMU started in its host: a wrapper that enters the host's namespace, then execs QEMU.
+    let wrapper = |host: Host| {
+        use std::os::unix::fs::PermissionsExt;
+        let p = dir.join(format!("qemu-in-{}", host.name()));
+        std::fs::write(
+            &p,
+            format!(
+                "#!/bin/sh\nexec {} --net={} -- qemu-system-x86_64 \"$@\"\n",
+                probe.tools().nsenter.display(),
+                probe.netns_path(host).display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        p
+    };
+    let cfg = |host: Host| QemuConfig {
+        binary: wrapper(host),
+        kernel: guest_dir.join("postcopy-guest.elf"),
+        append: "ro=64 hot=16 cold=64 rate=40 beat=20".into(),
+        memory_mib: 256,
+        extra_args: Vec::new(),
+        env: Vec::new(),
+    };
+    let mut src = QemuProcess::start(&cfg(Host::Source), &dir, "src", false).unwrap();
+    let dst = QemuProcess::start(&cfg(Host::Destination), &dir, "dst", true).unwrap();
+    src.wait_serial("READY", Duration::from_secs(120)).unwrap();
+    let (sp, dp) = tb.holder_pids();
+    assert_eq!(netns_id(src.pid().unwrap()), netns_id(sp));
+    assert_eq!(netns_id(dst.pid().unwrap()), netns_id(dp));
+
+    let mon = Arc::new(LinkMonitor::start(probe.clone(), PORT, rate, 0.0, Duration::from_millis(100)));
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let marker = {
+        let mon = mon.clone();
+        std::thread::spawn(move || rx.recv().ok().map(|()| mon.mark_switch()))
+    };
+    let mut tx = Some(tx);
+    let hooks = Hooks {
+        on_event: Some(Box::new(move |side: Side, ev: &DomainEvent| {
+            let switched = matches!(ev, DomainEvent::Lifecycle { event, detail }
+                if *event == event::SUSPENDED && *detail == event::SUSPENDED_POSTCOPY);
+            if side == Side::Src && switched {
+                if let Some(tx) = tx.take() {
+                    let _ = tx.send(());
+                }
+            }
+        })),
+        ..Hooks::default()
+    };
+    let req = MigrateRequest {
+        flags: VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+        uri: tb.migration_uri(PORT),
+        bandwidth_mib: None,
+        postcopy_bandwidth_mib: None,
+        connect_uri: None,
+    };
+    let t0 = Instant::now();
+    let live = run::migrate(
+        &src.qmp.display().to_string(),
+        &dst.qmp.display().to_string(),
+        req,
+        None,
+        hooks,
+    )
+    .unwrap();
+    let took = t0.elapsed();
+    let backlog = marker.join().unwrap();
+    let detail = Arc::try_unwrap(mon).unwrap().finish().unwrap();
+    let out = live.report.result.as_ref().unwrap();
+    let r = &detail.report;
+    eprintln!(
+        "testbed migration: {:.2} s, post-copy {}, link {}, qdisc bytes {}, active {:.2} s, \
+         drops {}, srtt {:?} ms, backlog {backlog:?}, stats {:?}",
+        took.as_secs_f64(),
+        out.postcopy,
+        serde_json::to_string(r).unwrap(),
+        detail.bytes,
+        detail.active.as_secs_f64(),
+        detail.drops,
+        detail.mean_srtt_ms,
+        out.stats.params
+    );
+    assert!(out.postcopy, "the migration completed in pre-copy");
+    assert!(r.achieved_mib_s <= rate * 1.05, "{r:?}");
+    assert!(r.connections >= 2, "postcopy-preempt's channel did not cross the link: {r:?}");
+    let b = backlog.expect("the switch was seen").unwrap();
+    assert_eq!(r.backlog_at_switch_bytes, Some(b.total));
+    // The guest verifies its memory on the destination.
+    let mut f = SerialFollower::new(&dst.serial);
+    let (mut ok, mut fails) = (0, Vec::new());
+    let t = Instant::now();
+    while ok < 2 && fails.is_empty() && t.elapsed() < Duration::from_secs(60) {
+        for l in f.poll() {
+            if l.starts_with("CHECK OK") {
+                ok += 1;
+            } else if l.starts_with("FAIL") || l.starts_with("CHECK FAIL") {
+                fails.push(l);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(fails.is_empty() && ok >= 2, "guest on the destination: {ok} CHECK OK, {fails:?}");
+    drop(src);
+    drop(dst);
+    tb.teardown().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
 }
