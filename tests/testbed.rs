@@ -16,8 +16,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use postcopy_shim::io::testbed::{
-    Host, LinkConfig, LinkMonitor, Probe, Testbed, TestbedError, Tools, DST_ADDR, DST_DEV,
-    SRC_DEV,
+    Host, LinkConfig, LinkMonitor, Probe, Testbed, TestbedError, Tools, DST_ADDR, DST_DEV, SRC_DEV,
 };
 
 /// One link at a time: the transfers measure rates on two shared cores.
@@ -32,14 +31,23 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn now_ns() -> u128 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_nanos()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }
 
 /// This test binary, run as a helper with `role` (and `args` in the environment), inside `host`.
 fn spawn_helper(tb: &Testbed, host: Host, role: &str, args: &str) -> Child {
     let exe = std::env::current_exe().unwrap();
     tb.command(host, exe)
-        .args(["--exact", "helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ENV_ROLE, role)
         .env("TESTBED_HELPER_ARGS", args)
         .stdin(Stdio::null())
@@ -72,7 +80,9 @@ impl Lines {
     }
 
     fn expect(&mut self, prefix: &str) -> String {
-        let l = self.next().unwrap_or_else(|| panic!("helper ended before '{prefix}'"));
+        let l = self
+            .next()
+            .unwrap_or_else(|| panic!("helper ended before '{prefix}'"));
         assert!(l.starts_with(prefix), "expected '{prefix}', got '{l}'");
         l
     }
@@ -190,7 +200,7 @@ fn source(n: usize, bytes: u64) {
 fn hold() {
     let tb = Testbed::new(LinkConfig::new(32.0)).unwrap();
     let (s, d) = tb.holder_pids();
-    let sleeper = tb
+    let mut sleeper = tb
         .command(Host::Destination, "sleep")
         .arg("600")
         .spawn()
@@ -202,8 +212,10 @@ fn hold() {
         netns_id(d)
     );
     std::io::stdout().flush().unwrap();
+    // The parent SIGKILLs this process long before the sleep ends.
     std::thread::sleep(Duration::from_secs(600));
     drop(tb);
+    let _ = sleeper.wait();
 }
 
 /// "net:[inode]" of a process's network namespace.
@@ -326,7 +338,10 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
     let last = ends.iter().map(|e| e.last_ns).max().unwrap();
     let whole = (last - first) as f64 / 1e9;
     let overlap = overlap_end.saturating_sub(overlap_start) as f64 / 1e9;
-    assert!(overlap > 0.8 * whole, "overlap {overlap:.2} s of {whole:.2} s");
+    assert!(
+        overlap > 0.8 * whole,
+        "overlap {overlap:.2} s of {whole:.2} s"
+    );
     // Every payload byte of both connections went through the one tbf (its counter includes the
     // headers, so it is a little more).
     let payload = 2 * per_conn;
@@ -340,27 +355,62 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
     let achieved = payload as f64 / whole / MIB as f64;
     eprintln!(
         "payload {achieved:.2} MiB/s over {whole:.2} s; qdisc {:.2} MiB/s ({} bytes); connections {}; \
-         backlog at mark {backlog:?}; drops {}; srtt {:?} ms",
-        detail.report.achieved_mib_s, detail.bytes, detail.report.connections, detail.drops, detail.mean_srtt_ms
+         backlog at mark {backlog:?}; drops {}; retransmitted {} bytes; srtt {:?} ms",
+        detail.report.achieved_mib_s, detail.bytes, detail.report.connections, detail.drops, detail.bytes_retrans, detail.mean_srtt_ms
     );
-    assert!(achieved <= rate * 1.05, "payload at {achieved:.2} MiB/s over a {rate} MiB/s link");
-    assert!(achieved >= rate * 0.85, "payload at only {achieved:.2} MiB/s of {rate}");
+    assert!(
+        achieved <= rate * 1.05,
+        "payload at {achieved:.2} MiB/s over a {rate} MiB/s link"
+    );
+    assert!(
+        achieved >= rate * 0.85,
+        "payload at only {achieved:.2} MiB/s of {rate}"
+    );
+    // The queue is deep enough for both connections' windows: the testbed adds no loss.
+    assert_eq!(
+        (detail.drops, detail.bytes_retrans),
+        (0, 0),
+        "tbf dropped packets"
+    );
     let r = &detail.report;
-    assert!(r.achieved_mib_s <= rate * 1.05, "qdisc at {} MiB/s", r.achieved_mib_s);
-    assert!(r.achieved_mib_s >= rate * 0.85, "qdisc at {} MiB/s", r.achieved_mib_s);
+    assert!(
+        r.achieved_mib_s <= rate * 1.05,
+        "qdisc at {} MiB/s",
+        r.achieved_mib_s
+    );
+    assert!(
+        r.achieved_mib_s >= rate * 0.85,
+        "qdisc at {} MiB/s",
+        r.achieved_mib_s
+    );
     assert_eq!(r.connections, 2);
     assert_eq!(r.model, "netns+veth+tbf");
     assert_eq!(r.rate_mib_s, rate);
     // The backlog is there and bounded by the buffers the namespaces were given (two
     // connections, each with a send and a receive buffer), not by loopback's 4 + 32 MiB.
     let bound = 2 * (cfg.tcp_wmem.max + cfg.tcp_rmem.max);
-    assert!(backlog.total > 0 && backlog.total <= bound, "{backlog:?}, bound {bound}");
+    assert!(
+        backlog.total > 0 && backlog.total <= bound,
+        "{backlog:?}, bound {bound}"
+    );
     assert_eq!(r.backlog_at_switch_bytes, Some(backlog.total));
     let json = serde_json::to_value(r).unwrap();
-    let keys: Vec<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+    let keys: Vec<&str> = json
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
     assert_eq!(
         keys,
-        ["model", "rate_mib_s", "achieved_mib_s", "connections", "backlog_at_switch_bytes", "rtt_ms"]
+        [
+            "model",
+            "rate_mib_s",
+            "achieved_mib_s",
+            "connections",
+            "backlog_at_switch_bytes",
+            "rtt_ms"
+        ]
     );
     tb.teardown().unwrap();
 }
@@ -386,10 +436,17 @@ fn a_cut_aborts_every_migration_connection_on_both_hosts() {
     let (_, ends) = drain_sink(&mut sl);
     assert_eq!(ends.len(), 2);
     for e in &ends {
-        assert_eq!(e.end, "os103", "the destination's read ended with {}", e.end);
+        assert_eq!(
+            e.end, "os103",
+            "the destination's read ended with {}",
+            e.end
+        );
         assert!(e.bytes > 0);
     }
-    assert!(probe.migration_conns(Host::Source, PORT).unwrap().is_empty());
+    assert!(probe
+        .migration_conns(Host::Source, PORT)
+        .unwrap()
+        .is_empty());
     let _ = src.wait();
     let _ = sink.wait();
 }
@@ -422,7 +479,10 @@ fn a_partition_stalls_the_transfer_which_then_resumes() {
     // The sink's clock started a little after t0; compare with a margin of 300 ms at each edge.
     let ms = |d: Duration| d.as_millis() as u64;
     let (lo, hi) = (ms(down_at) + 300, ms(up_at));
-    let during: Vec<_> = progress.iter().filter(|(t, _)| *t >= lo && *t <= hi).collect();
+    let during: Vec<_> = progress
+        .iter()
+        .filter(|(t, _)| *t >= lo && *t <= hi)
+        .collect();
     assert!(during.len() >= 10, "{during:?}");
     let (b0, b1) = (during[0].1, during[during.len() - 1].1);
     assert_eq!(b0, b1, "bytes arrived while the link was down: {during:?}");
@@ -447,18 +507,35 @@ fn drop_leaves_no_namespace_veth_or_process() {
     // The veth and the addresses exist only inside the namespaces.
     let probe = tb.probe();
     let ip = probe.tools().ip.clone();
-    let addrs = probe.run(Host::Destination, &ip, ["-o", "addr", "show", "dev", DST_DEV]).unwrap();
+    let addrs = probe
+        .run(
+            Host::Destination,
+            &ip,
+            ["-o", "addr", "show", "dev", DST_DEV],
+        )
+        .unwrap();
     assert!(addrs.contains("169.254.213.2/30"), "{addrs}");
     assert!(!root_links().contains(SRC_DEV) && !root_links().contains(DST_DEV));
     // A process started in a host (as a QEMU would be) is in that host's namespace.
-    let mut sleeper = tb.command(Host::Source, "sleep").arg("600").spawn().unwrap();
+    let mut sleeper = tb
+        .command(Host::Source, "sleep")
+        .arg("600")
+        .spawn()
+        .unwrap();
     let sp = sleeper.id();
-    wait_until("sleep in the source namespace", Duration::from_secs(5), || netns_id(sp) == ns_s);
+    wait_until(
+        "sleep in the source namespace",
+        Duration::from_secs(5),
+        || netns_id(sp) == ns_s,
+    );
     drop(tb);
     assert!(!alive(s) && !alive(d), "a holder outlived the drop");
     let _ = sleeper.wait();
     let now = live_netns();
-    assert!(!now.contains(&ns_s) && !now.contains(&ns_d), "a namespace outlived the drop");
+    assert!(
+        !now.contains(&ns_s) && !now.contains(&ns_d),
+        "a namespace outlived the drop"
+    );
     assert!(probe.qdisc_stats(Host::Source).is_err());
 }
 
@@ -467,7 +544,13 @@ fn a_sigkilled_owner_leaves_no_namespace_veth_or_process() {
     let _g = serial();
     let exe = std::env::current_exe().unwrap();
     let mut owner = Command::new(exe)
-        .args(["--exact", "helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ENV_ROLE, "hold")
         .stdout(Stdio::piped())
         .spawn()
@@ -481,11 +564,16 @@ fn a_sigkilled_owner_leaves_no_namespace_veth_or_process() {
     assert!(live_netns().contains(&ns_s) && live_netns().contains(&ns_d));
     owner.kill().unwrap(); // SIGKILL: no destructor runs
     owner.wait().unwrap();
-    wait_until("holders and the process in the namespace gone", Duration::from_secs(10), || {
-        pids.iter().all(|&p| !alive(p))
-    });
+    wait_until(
+        "holders and the process in the namespace gone",
+        Duration::from_secs(10),
+        || pids.iter().all(|&p| !alive(p)),
+    );
     let now = live_netns();
-    assert!(!now.contains(&ns_s) && !now.contains(&ns_d), "a namespace outlived its owner");
+    assert!(
+        !now.contains(&ns_s) && !now.contains(&ns_d),
+        "a namespace outlived its owner"
+    );
     assert!(!root_links().contains(SRC_DEV) && !root_links().contains(DST_DEV));
 }
 
@@ -499,7 +587,9 @@ fn configure_is_idempotent_and_applies_every_parameter() {
     let probe = tb.probe();
     let ip = probe.tools().ip.clone();
     for host in [Host::Source, Host::Destination] {
-        let a = probe.run(host, &ip, ["-o", "-4", "addr", "show", "dev", host.dev()]).unwrap();
+        let a = probe
+            .run(host, &ip, ["-o", "-4", "addr", "show", "dev", host.dev()])
+            .unwrap();
         assert_eq!(a.lines().count(), 1, "{a}");
         let q = probe.qdisc_stats(host).unwrap();
         assert_eq!(q.rate, cfg.rate_bytes_per_sec);
@@ -512,12 +602,18 @@ fn configure_is_idempotent_and_applies_every_parameter() {
             format!("4096 131072 {}", cfg.tcp_rmem.max)
         );
     }
-    // 32 MiB/s, 1 ms: burst 1 ms (33 KiB), queue 5 ms (164 KiB), buffers 2 x (33 + 164) KiB.
-    assert_eq!((cfg.burst_bytes, cfg.limit_bytes), (33554, 167772));
+    // 32 MiB/s, 1 ms: burst 1 ms (33 KiB), buffers 2 x (1 ms + 5 ms) = 394 KiB, queue twice that.
     assert_eq!(cfg.tcp_wmem.max, 2 * (33554 + 167772));
+    assert_eq!(
+        (cfg.burst_bytes, cfg.limit_bytes),
+        (33554, 4 * (33554 + 167772))
+    );
     // This machine's own TCP buffers are untouched.
     let own = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_wmem").unwrap();
-    assert_ne!(own.split_whitespace().nth(2), Some(cfg.tcp_wmem.max.to_string().as_str()));
+    assert_ne!(
+        own.split_whitespace().nth(2),
+        Some(cfg.tcp_wmem.max.to_string().as_str())
+    );
     // Another rate replaces the qdisc in place.
     let slow = LinkConfig::new(4.0);
     tb.configure(&slow).unwrap();
@@ -563,7 +659,14 @@ fn a_missing_tool_is_named_with_its_package() {
     std::os::unix::fs::symlink(Tools::find().unwrap().ip, dir.join("ip")).unwrap();
     let e = Tools::find_in(dir.as_os_str()).unwrap_err();
     assert!(
-        matches!(e, TestbedError::MissingTool { tool: "tc", package: "iproute2", .. }),
+        matches!(
+            e,
+            TestbedError::MissingTool {
+                tool: "tc",
+                package: "iproute2",
+                ..
+            }
+        ),
         "{e:?}"
     );
     // nsenter comes from util-linux.
@@ -591,7 +694,13 @@ fn not_root_is_refused_with_a_clear_error() {
     let out = Command::new(setpriv)
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(exe)
-        .args(["--exact", "helper", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "helper",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(ENV_ROLE, "setup")
         .output()
         .unwrap();
@@ -599,7 +708,12 @@ fn not_root_is_refused_with_a_clear_error() {
     let line = stdout
         .lines()
         .find_map(|l| l.find("@@ ").map(|at| &l[at + 3..]))
-        .unwrap_or_else(|| panic!("no result from the helper: {stdout} {}", String::from_utf8_lossy(&out.stderr)));
+        .unwrap_or_else(|| {
+            panic!(
+                "no result from the helper: {stdout} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
     assert_eq!(
         line,
         "err the testbed needs root (it creates network namespaces, a veth pair and qdiscs), \
@@ -629,8 +743,9 @@ mod common;
 /// sets it.
 #[test]
 fn a_real_postcopy_migration_crosses_the_testbed() {
-    use postcopy_shim::driver::vocab::{event, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY,
-        VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY};
+    use postcopy_shim::driver::vocab::{
+        event, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+    };
     use postcopy_shim::driver::{DomainEvent, MigrateRequest, Side};
     use postcopy_shim::io::qemu::{QemuConfig, QemuProcess, SerialFollower};
     use postcopy_shim::io::run::{self, Hooks};
@@ -682,7 +797,13 @@ fn a_real_postcopy_migration_crosses_the_testbed() {
     assert_eq!(netns_id(src.pid().unwrap()), netns_id(sp));
     assert_eq!(netns_id(dst.pid().unwrap()), netns_id(dp));
 
-    let mon = Arc::new(LinkMonitor::start(probe.clone(), PORT, rate, 0.0, Duration::from_millis(100)));
+    let mon = Arc::new(LinkMonitor::start(
+        probe.clone(),
+        PORT,
+        rate,
+        0.0,
+        Duration::from_millis(100),
+    ));
     let (tx, rx) = std::sync::mpsc::channel::<()>();
     let marker = {
         let mon = mon.clone();
@@ -724,19 +845,23 @@ fn a_real_postcopy_migration_crosses_the_testbed() {
     let r = &detail.report;
     eprintln!(
         "testbed migration: {:.2} s, post-copy {}, link {}, qdisc bytes {}, active {:.2} s, \
-         drops {}, srtt {:?} ms, backlog {backlog:?}, stats {:?}",
+         drops {}, retransmitted {} bytes, srtt {:?} ms, backlog {backlog:?}, stats {:?}",
         took.as_secs_f64(),
         out.postcopy,
         serde_json::to_string(r).unwrap(),
         detail.bytes,
         detail.active.as_secs_f64(),
         detail.drops,
+        detail.bytes_retrans,
         detail.mean_srtt_ms,
         out.stats.params
     );
     assert!(out.postcopy, "the migration completed in pre-copy");
     assert!(r.achieved_mib_s <= rate * 1.05, "{r:?}");
-    assert!(r.connections >= 2, "postcopy-preempt's channel did not cross the link: {r:?}");
+    assert!(
+        r.connections >= 2,
+        "postcopy-preempt's channel did not cross the link: {r:?}"
+    );
     let b = backlog.expect("the switch was seen").unwrap();
     assert_eq!(r.backlog_at_switch_bytes, Some(b.total));
     // The guest verifies its memory on the destination.
@@ -753,7 +878,10 @@ fn a_real_postcopy_migration_crosses_the_testbed() {
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    assert!(fails.is_empty() && ok >= 2, "guest on the destination: {ok} CHECK OK, {fails:?}");
+    assert!(
+        fails.is_empty() && ok >= 2,
+        "guest on the destination: {ok} CHECK OK, {fails:?}"
+    );
     drop(src);
     drop(dst);
     tb.teardown().unwrap();

@@ -35,7 +35,11 @@ impl Probe {
                 }
             }
         }
-        let up = if keep_down { Ok(()) } else { self.set_link_up(true) };
+        let up = if keep_down {
+            Ok(())
+        } else {
+            self.set_link_up(true)
+        };
         match first_err {
             Some(e) => Err(e),
             None => up.map(|()| killed),
@@ -48,15 +52,27 @@ impl Probe {
     pub fn set_link_up(&self, up: bool) -> Result<(), TestbedError> {
         let ip = self.tools().ip.clone();
         let state = if up { "up" } else { "down" };
-        self.run(Host::Source, &ip, ["link", "set", "dev", Host::Source.dev(), state])?;
+        self.run(
+            Host::Source,
+            &ip,
+            ["link", "set", "dev", Host::Source.dev(), state],
+        )?;
         Ok(())
     }
 
     /// Whether the source's veth end is administratively up.
     pub fn link_is_up(&self) -> Result<bool, TestbedError> {
         let ip = self.tools().ip.clone();
-        let out = self.run(Host::Source, &ip, ["-o", "link", "show", "dev", Host::Source.dev()])?;
-        let flags = out.split('<').nth(1).and_then(|r| r.split('>').next()).unwrap_or("");
+        let out = self.run(
+            Host::Source,
+            &ip,
+            ["-o", "link", "show", "dev", Host::Source.dev()],
+        )?;
+        let flags = out
+            .split('<')
+            .nth(1)
+            .and_then(|r| r.split('>').next())
+            .unwrap_or("");
         Ok(flags.split(',').any(|f| f == "UP"))
     }
 

@@ -43,6 +43,8 @@ pub struct TcpConn {
     pub notsent: u64,
     /// Smoothed round-trip time, ms (`rtt:` srtt/rttvar).
     pub srtt_ms: Option<f64>,
+    /// Bytes this socket has sent again (`bytes_retrans:`), after a drop at tbf's queue.
+    pub bytes_retrans: u64,
 }
 
 impl Probe {
@@ -138,7 +140,10 @@ pub struct LinkDetail {
     pub bytes: u64,
     /// From the first to the last sample in which the counter grew.
     pub active: Duration,
+    /// Packets tbf dropped at its queue (the sender then retransmits them).
     pub drops: u64,
+    /// Bytes the source's migration sockets retransmitted (as of their last sample).
+    pub bytes_retrans: u64,
     pub backlog_at_switch: Option<Backlog>,
     /// The connections (source-side local address) seen.
     pub conns: Vec<SocketAddrV4>,
@@ -153,6 +158,8 @@ struct Samples {
     bytes: Vec<(Instant, u64)>,
     drops: u64,
     conns: BTreeSet<SocketAddrV4>,
+    /// The last `bytes_retrans` seen per connection.
+    retrans: std::collections::BTreeMap<SocketAddrV4, u64>,
     srtt: Vec<f64>,
     switch: Option<Backlog>,
     errors: Vec<String>,
@@ -244,6 +251,7 @@ impl LinkMonitor {
             bytes,
             active,
             drops: s.drops,
+            bytes_retrans: s.retrans.values().sum(),
             backlog_at_switch: s.switch,
             conns: s.conns.into_iter().collect(),
             mean_srtt_ms: (!s.srtt.is_empty())
@@ -279,6 +287,7 @@ fn sample(p: &Probe, port: u16, s: &Mutex<Samples>) {
             for c in cs {
                 if c.peer.ip() == &DST_ADDR {
                     s.conns.insert(c.local);
+                    s.retrans.insert(c.local, c.bytes_retrans);
                 }
                 if let Some(r) = c.srtt_ms {
                     s.srtt.push(r);
@@ -315,7 +324,10 @@ fn parse_qdisc(out: &str) -> Result<QdiscStats, String> {
     let v: serde_json::Value = serde_json::from_str(out).map_err(|e| format!("{e}: {out}"))?;
     let root = v
         .as_array()
-        .and_then(|a| a.iter().find(|q| q["root"] == serde_json::Value::Bool(true)))
+        .and_then(|a| {
+            a.iter()
+                .find(|q| q["root"] == serde_json::Value::Bool(true))
+        })
         .ok_or_else(|| format!("no root qdisc in {out}"))?;
     let n = |k: &str| root[k].as_u64().unwrap_or(0);
     Ok(QdiscStats {
@@ -331,7 +343,11 @@ fn parse_qdisc(out: &str) -> Result<QdiscStats, String> {
 
 fn parse_addr(s: &str) -> Option<SocketAddrV4> {
     let (ip, port) = s.rsplit_once(':')?;
-    let ip: Ipv4Addr = ip.trim_start_matches("[::ffff:").trim_end_matches(']').parse().ok()?;
+    let ip: Ipv4Addr = ip
+        .trim_start_matches("[::ffff:")
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
     Some(SocketAddrV4::new(ip, port.parse().ok()?))
 }
 
@@ -348,6 +364,8 @@ fn parse_ss(out: &str) -> Result<Vec<TcpConn>, String> {
             for tok in line.split_whitespace() {
                 if let Some(v) = tok.strip_prefix("notsent:") {
                     c.notsent = v.parse().unwrap_or(0);
+                } else if let Some(v) = tok.strip_prefix("bytes_retrans:") {
+                    c.bytes_retrans = v.parse().unwrap_or(0);
                 } else if let Some(v) = tok.strip_prefix("rtt:") {
                     c.srtt_ms = v.split('/').next().and_then(|x| x.parse().ok());
                 }
@@ -370,6 +388,7 @@ fn parse_ss(out: &str) -> Result<Vec<TcpConn>, String> {
             send_q: num(f[2])?,
             notsent: 0,
             srtt_ms: None,
+            bytes_retrans: 0,
         });
     }
     Ok(conns)
@@ -381,12 +400,13 @@ mod tests {
 
     #[test]
     fn ss_lines_and_details() {
-        let out = "ESTAB 0      123456 169.254.213.1:40000 169.254.213.2:4444 \n\t cubic wscale:7,7 rto:201 rtt:0.812/0.1 mss:1448 notsent:65000 minrtt:0.02\nESTAB 77 0 169.254.213.2:4444 169.254.213.1:40000\n";
+        let out = "ESTAB 0      123456 169.254.213.1:40000 169.254.213.2:4444 \n\t cubic wscale:7,7 rto:201 rtt:0.812/0.1 mss:1448 bytes_retrans:2896 notsent:65000 minrtt:0.02\nESTAB 77 0 169.254.213.2:4444 169.254.213.1:40000\n";
         let c = parse_ss(out).expect("parses");
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].send_q, 123456);
         assert_eq!(c[0].notsent, 65000);
         assert_eq!(c[0].srtt_ms, Some(0.812));
+        assert_eq!(c[0].bytes_retrans, 2896);
         assert_eq!(c[1].recv_q, 77);
         assert_eq!(c[1].local, "169.254.213.2:4444".parse().expect("addr"));
     }

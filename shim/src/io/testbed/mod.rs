@@ -122,19 +122,24 @@ impl LinkConfig {
     /// A link of `rate_mib_s` MiB/s each way with the defaults below.
     ///
     /// How the defaults are chosen (also in docs/testbed.md):
-    /// - `burst` = 1 ms at the rate, at least 16 KiB (ten full-size frames): tbf needs a bucket
-    ///   of at least one frame, and a small bucket keeps the rate exact over short windows.
-    /// - `limit` (the switch's queue) = 5 ms at the rate, at least 64 KiB: a shallow buffer, as
-    ///   a switch port has, so that queueing at the bottleneck does not become a second backlog.
     /// - TCP buffers: the maximum of `tcp_wmem` and `tcp_rmem` = 2 x (bandwidth-delay product at
-    ///   `model_rtt` + the switch's queue), at least 128 KiB. That is where Linux's autotuning
-    ///   settles on a real path of this rate and round trip (it sizes a socket's buffers to about
-    ///   twice its congestion window, and the window grows to the path's BDP plus the bottleneck
-    ///   queue before a loss), so the bytes that wait in the source's socket at the switch are
-    ///   those a real link would hold, not the 4 MiB (send) / 32 MiB (receive) that loopback's
-    ///   defaults allow. The minimum and initial values are the kernel's (4 KiB, 16 KiB send,
-    ///   128 KiB receive). At 32 MiB/s and 1 ms: BDP 33 KiB, queue 164 KiB, buffers 394 KiB
-    ///   (12 ms of the link).
+    ///   `model_rtt` + 5 ms at the rate), at least 128 KiB. That is about where Linux's
+    ///   autotuning settles on a real path of this rate and round trip with a shallow switch
+    ///   buffer (it sizes a socket's buffers to about twice its congestion window, and the
+    ///   window grows to the BDP plus the queue it can build), so the bytes that wait in the
+    ///   source's socket at the switch are those a real link would hold, not the 4 MiB (send) /
+    ///   32 MiB (receive) that this machine's defaults allow. The minimum and initial values are
+    ///   the kernel's (4 KiB; 16 KiB send, 128 KiB receive).
+    /// - `limit` (tbf's queue, the switch's buffer) = twice that buffer, at least 64 KiB: the
+    ///   two connections of a migration (postcopy-preempt) can each have a send buffer in
+    ///   flight, and a queue shallower than that turns the testbed into a lossy link (measured:
+    ///   with a 5 ms queue, 14,000 drops and 37 % of the bytes sent twice over 2 x 48 MiB; with
+    ///   this one, none).
+    /// - `burst` = 1 ms at the rate, at least 16 KiB (about ten full-size frames): tbf needs a
+    ///   bucket of at least one frame, and a small bucket keeps the rate exact over short
+    ///   windows.
+    ///
+    /// At 32 MiB/s and 1 ms: BDP 33 KiB, buffers 394 KiB (12 ms of the link), queue 788 KiB.
     pub fn new(rate_mib_s: f64) -> LinkConfig {
         LinkConfig::with_rtt(rate_mib_s, LAN_RTT)
     }
@@ -144,9 +149,9 @@ impl LinkConfig {
         let rate = (rate_mib_s * 1024.0 * 1024.0).round().max(1.0) as u64;
         let at = |d: Duration| (rate as f64 * d.as_secs_f64()).round() as u64;
         let burst = at(Duration::from_millis(1)).max(16 * 1024);
-        let limit = at(Duration::from_millis(5)).max(64 * 1024);
         let bdp = at(model_rtt);
-        let buf = (2 * (bdp + limit)).max(128 * 1024);
+        let buf = (2 * (bdp + at(Duration::from_millis(5)))).max(128 * 1024);
+        let limit = (2 * buf).max(64 * 1024);
         LinkConfig {
             rate_bytes_per_sec: rate,
             burst_bytes: burst,
@@ -260,10 +265,11 @@ impl Holder {
     /// Waits until the holder has left our namespace: right after the spawn, /proc/PID/ns/net
     /// is still ours, and configuring it would configure this machine's own network.
     fn wait_in_own_namespace(&mut self) -> Result<(), TestbedError> {
-        let ours = std::fs::read_link("/proc/self/ns/net").map_err(|source| TestbedError::Proc {
-            path: "/proc/self/ns/net".into(),
-            source,
-        })?;
+        let ours =
+            std::fs::read_link("/proc/self/ns/net").map_err(|source| TestbedError::Proc {
+                path: "/proc/self/ns/net".into(),
+                source,
+            })?;
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -317,7 +323,9 @@ impl Holder {
                 _ => {
                     let _ = self.child.kill();
                     let _ = self.child.wait();
-                    return Err(self.error("did not exit within 10 s of the teardown; killed".into()));
+                    return Err(
+                        self.error("did not exit within 10 s of the teardown; killed".into())
+                    );
                 }
             }
         }
@@ -443,7 +451,9 @@ impl Testbed {
         for host in [Host::Source, Host::Destination] {
             p.ip(host, ["link", "set", "lo", "up"])?;
         }
-        let exists = p.ip(Host::Source, ["-o", "link", "show", "dev", SRC_DEV]).is_ok();
+        let exists = p
+            .ip(Host::Source, ["-o", "link", "show", "dev", SRC_DEV])
+            .is_ok();
         if !exists {
             let peer_ns = self.dst.pid().to_string();
             p.ip(
@@ -474,15 +484,28 @@ impl Testbed {
         let r = self.probe.tc(
             host,
             [
-                "qdisc", "replace", "dev", host.dev(), "root", "tbf", "rate", &rate, "burst",
-                &burst, "limit", &limit,
+                "qdisc",
+                "replace",
+                "dev",
+                host.dev(),
+                "root",
+                "tbf",
+                "rate",
+                &rate,
+                "burst",
+                &burst,
+                "limit",
+                &limit,
             ],
         );
         match r {
             Err(TestbedError::CommandFailed { stderr, .. })
                 if stderr.contains("Unknown qdisc") || stderr.contains("No such file") =>
             {
-                Err(TestbedError::NoQdisc { qdisc: "tbf", stderr })
+                Err(TestbedError::NoQdisc {
+                    qdisc: "tbf",
+                    stderr,
+                })
             }
             other => other.map(drop),
         }
