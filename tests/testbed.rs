@@ -106,6 +106,8 @@ fn helper() {
         "sink" => sink(a[0].parse().unwrap()),
         "source" => source(a[0].parse().unwrap(), a[1].parse().unwrap()),
         "hold" => hold(),
+        "echo" => echo(),
+        "ping" => ping(a[0].parse().unwrap()),
         "setup" => match Testbed::new(LinkConfig::new(32.0)) {
             Ok(_) => println!("@@ ok"),
             Err(e) => println!("@@ err {e}"),
@@ -194,6 +196,31 @@ fn source(n: usize, bytes: u64) {
         .collect();
     for w in writers {
         println!("@@ wrote {}", w.join().unwrap());
+    }
+}
+
+fn echo() {
+    let l = TcpListener::bind(SocketAddrV4::new(DST_ADDR, PORT)).unwrap();
+    println!("@@ listening");
+    std::io::stdout().flush().unwrap();
+    let (mut s, _) = l.accept().unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut b = [0u8; 1];
+    while s.read_exact(&mut b).is_ok() {
+        s.write_all(&b).unwrap();
+    }
+}
+
+/// `n` one-byte round trips; prints each in microseconds.
+fn ping(n: usize) {
+    let mut s = TcpStream::connect(SocketAddrV4::new(DST_ADDR, PORT)).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut b = [7u8; 1];
+    for _ in 0..n {
+        let t = Instant::now();
+        s.write_all(&b).unwrap();
+        s.read_exact(&mut b).unwrap();
+        println!("@@ rtt {}", t.elapsed().as_micros());
     }
 }
 
@@ -413,6 +440,85 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
         ]
     );
     tb.teardown().unwrap();
+}
+
+/// The delay stage (there because netem is missing): every connection gets the added round
+/// trip, and the two connections still share one tbf and never exceed its rate.
+#[test]
+fn an_added_round_trip_delays_every_connection_and_keeps_the_rate() {
+    let _g = serial();
+    let rate = 32.0;
+    let rtt = Duration::from_millis(20);
+    let cfg = LinkConfig::with_rtt(rate, rtt);
+    let tb = Testbed::new(cfg.clone()).unwrap();
+    let probe = tb.probe();
+    let wire = tb.wire_pid().unwrap();
+    assert!(alive(wire));
+
+    // Idle round trips: the added 20 ms, never less.
+    let mut echo = spawn_helper(&tb, Host::Destination, "echo", "");
+    let mut el = Lines::of(&mut echo);
+    el.expect("listening");
+    let mut ping = spawn_helper(&tb, Host::Source, "ping", "20");
+    let mut pl = Lines::of(&mut ping);
+    let mut rtts: Vec<u64> = (0..20)
+        .map(|_| pl.expect("rtt")[4..].parse().unwrap())
+        .collect();
+    assert!(ping.wait().unwrap().success());
+    let _ = echo.wait();
+    rtts.sort_unstable();
+    eprintln!("idle round trips (us): {rtts:?}");
+    assert!(
+        rtts[0] >= 20_000,
+        "a round trip shorter than the added 20 ms: {rtts:?}"
+    );
+    assert!(
+        rtts[10] <= 25_000,
+        "median round trip {} us for 20 ms added",
+        rtts[10]
+    );
+
+    // Bulk over two connections: still one bottleneck at the configured rate.
+    let per_conn = 32 * MIB;
+    let mut sink = spawn_helper(&tb, Host::Destination, "sink", "2");
+    let mut sl = Lines::of(&mut sink);
+    sl.expect("listening");
+    let mon = LinkMonitor::start(probe.clone(), PORT, rate, 20.0, Duration::from_millis(100));
+    let mut src = spawn_helper(&tb, Host::Source, "source", &format!("2 {per_conn}"));
+    let mut srl = Lines::of(&mut src);
+    srl.expect("connected");
+    assert_eq!(srl.expect("wrote"), "wrote done");
+    assert_eq!(srl.expect("wrote"), "wrote done");
+    let (_, ends) = drain_sink(&mut sl);
+    let detail = mon.finish().unwrap();
+    assert_eq!(ends.len(), 2);
+    let first = ends.iter().map(|e| e.first_ns).min().unwrap();
+    let last = ends.iter().map(|e| e.last_ns).max().unwrap();
+    let achieved = (2 * per_conn) as f64 / ((last - first) as f64 / 1e9) / MIB as f64;
+    eprintln!(
+        "with 20 ms added: payload {achieved:.2} MiB/s; link {}; drops {}; retransmitted {}; \
+         srtt {:?} ms; frames through the delay stage {:?}",
+        serde_json::to_string(&detail.report).unwrap(),
+        detail.drops,
+        detail.bytes_retrans,
+        detail.mean_srtt_ms,
+        tb.delayed_frames()
+    );
+    assert!(achieved <= rate * 1.05, "payload at {achieved:.2} MiB/s");
+    assert!(
+        achieved >= rate * 0.75,
+        "payload at only {achieved:.2} MiB/s"
+    );
+    assert!(detail.report.achieved_mib_s <= rate * 1.05);
+    assert_eq!(detail.report.connections, 2);
+    assert_eq!(detail.report.rtt_ms, 20.0);
+    assert_eq!(detail.report.model, "netns+veth+tbf+delay-stage");
+    assert!(tb.delayed_frames().unwrap() > (2 * per_conn / 65536));
+    let _ = src.wait();
+    let _ = sink.wait();
+    let (s, d) = tb.holder_pids();
+    tb.teardown().unwrap();
+    assert!(!alive(s) && !alive(d) && !alive(wire));
 }
 
 #[test]

@@ -117,7 +117,7 @@ pub struct Backlog {
 /// The link object of `postcopy migrate --json` (issue 13).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LinkReport {
-    /// What shaped the link, e.g. "netns+veth+tbf".
+    /// What shaped the link: "netns+veth+tbf", with "+delay-stage" when a round trip is added.
     pub model: String,
     /// The configured rate of each direction.
     pub rate_mib_s: f64,
@@ -239,7 +239,11 @@ impl LinkMonitor {
             bytes as f64 / active.as_secs_f64() / (1024.0 * 1024.0)
         };
         let report = LinkReport {
-            model: "netns+veth+tbf".into(),
+            model: if self.rtt_ms > 0.0 {
+                "netns+veth+tbf+delay-stage".into()
+            } else {
+                "netns+veth+tbf".into()
+            },
             rate_mib_s: self.rate_mib_s,
             achieved_mib_s: achieved,
             connections: s.conns.len(),
@@ -271,8 +275,10 @@ impl Drop for LinkMonitor {
 }
 
 fn sample(p: &Probe, port: u16, s: &Mutex<Samples>) {
+    // The counter is read somewhere inside the `tc` run: stamp it with the run's midpoint.
+    let before = Instant::now();
     let q = p.qdisc_stats(Host::Source);
-    let at = Instant::now();
+    let at = before + before.elapsed() / 2;
     let conns = p.migration_conns(Host::Source, port);
     let Ok(mut s) = s.lock() else { return };
     match q {

@@ -20,6 +20,7 @@
 //! they exist only on the two veth ends inside the two namespaces, which have no other interface
 //! than `lo`; they route nowhere else.
 
+pub mod delay;
 mod error;
 pub mod fault;
 pub mod measure;
@@ -31,6 +32,7 @@ use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use delay::DelayStage;
 pub use error::{effective_uid, require_root, TestbedError, Tools};
 pub use measure::{Backlog, LinkMonitor, LinkReport, QdiscStats, TcpConn};
 
@@ -44,6 +46,9 @@ pub const PREFIX_LEN: u8 = 30;
 pub const SRC_DEV: &str = "pc-src";
 /// The veth end in the destination host (its egress is the destination -> source direction).
 pub const DST_DEV: &str = "pc-dst";
+/// With a delay stage: the wire namespace's ends of the source's and destination's veth pairs.
+pub const WIRE_SRC_DEV: &str = "w-src";
+pub const WIRE_DST_DEV: &str = "w-dst";
 
 /// One of the two hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -107,10 +112,12 @@ pub struct LinkConfig {
     pub burst_bytes: u64,
     /// tbf's queue: bytes that may wait for tokens; more is dropped (the switch's buffer).
     pub limit_bytes: u64,
-    /// The round trip the link models. Used to size the TCP buffers; it is NOT added to the
-    /// link (there is no delay stage yet, see docs/testbed.md), so it is reported as the added
-    /// round trip only when a delay stage adds it.
+    /// The round trip the link models, used to size the TCP buffers: [`LAN_RTT`] plus
+    /// `added_rtt`.
     pub model_rtt: Duration,
+    /// Round trip added by the delay stage (half each way); zero: no stage, the veth pair joins
+    /// the hosts directly. Whether it is zero is fixed when the testbed is built.
+    pub added_rtt: Duration,
     pub tcp_wmem: TcpMem,
     pub tcp_rmem: TcpMem,
 }
@@ -141,11 +148,13 @@ impl LinkConfig {
     ///
     /// At 32 MiB/s and 1 ms: BDP 33 KiB, buffers 394 KiB (12 ms of the link), queue 788 KiB.
     pub fn new(rate_mib_s: f64) -> LinkConfig {
-        LinkConfig::with_rtt(rate_mib_s, LAN_RTT)
+        LinkConfig::with_rtt(rate_mib_s, Duration::ZERO)
     }
 
-    /// As [`LinkConfig::new`], sizing the buffers for a path of round trip `model_rtt`.
-    pub fn with_rtt(rate_mib_s: f64, model_rtt: Duration) -> LinkConfig {
+    /// As [`LinkConfig::new`], with `added_rtt` added by the delay stage (and the buffers sized
+    /// for a round trip of [`LAN_RTT`] + `added_rtt`).
+    pub fn with_rtt(rate_mib_s: f64, added_rtt: Duration) -> LinkConfig {
+        let model_rtt = LAN_RTT + added_rtt;
         let rate = (rate_mib_s * 1024.0 * 1024.0).round().max(1.0) as u64;
         let at = |d: Duration| (rate as f64 * d.as_secs_f64()).round() as u64;
         let burst = at(Duration::from_millis(1)).max(16 * 1024);
@@ -157,6 +166,7 @@ impl LinkConfig {
             burst_bytes: burst,
             limit_bytes: limit,
             model_rtt,
+            added_rtt,
             tcp_wmem: TcpMem {
                 min: 4096,
                 default: 16 * 1024,
@@ -211,7 +221,7 @@ impl LinkConfig {
 /// what is left in the namespace and exits.
 #[derive(Debug)]
 struct Holder {
-    host: Host,
+    name: &'static str,
     child: Child,
     /// The write end of the holder's stdin; closing it is the signal to go.
     pipe: Option<ChildStdin>,
@@ -233,7 +243,7 @@ exit 0
 "#;
 
 impl Holder {
-    fn start(tools: &Tools, host: Host) -> Result<Holder, TestbedError> {
+    fn start(tools: &Tools, name: &'static str) -> Result<Holder, TestbedError> {
         let mut cmd = Command::new(&tools.unshare);
         cmd.arg("--net")
             .arg("--")
@@ -249,7 +259,7 @@ impl Holder {
             source,
         })?;
         let pipe = child.stdin.take();
-        let mut holder = Holder { host, child, pipe };
+        let mut holder = Holder { name, child, pipe };
         holder.wait_in_own_namespace()?;
         Ok(holder)
     }
@@ -302,7 +312,7 @@ impl Holder {
 
     fn error(&self, what: String) -> TestbedError {
         TestbedError::Holder {
-            host: self.host.name(),
+            host: self.name,
             pid: self.pid(),
             what,
         }
@@ -414,10 +424,13 @@ impl Probe {
 pub struct Testbed {
     probe: Probe,
     config: LinkConfig,
-    // Destination first: fields drop in order, and the veth goes with whichever namespace is
-    // freed first.
+    // Fields drop in order: the delay stage's thread stops first, then the namespaces go (the
+    // veth pairs with whichever end's namespace is freed first).
+    delay: Option<DelayStage>,
     dst: Holder,
     src: Holder,
+    /// The namespace between the hosts, with a delay stage only.
+    wire: Option<Holder>,
 }
 
 impl Testbed {
@@ -426,8 +439,13 @@ impl Testbed {
         config.check()?;
         require_root()?;
         let tools = Tools::find()?;
-        let src = Holder::start(&tools, Host::Source)?;
-        let dst = Holder::start(&tools, Host::Destination)?;
+        let src = Holder::start(&tools, Host::Source.name())?;
+        let dst = Holder::start(&tools, Host::Destination.name())?;
+        let wire = if config.added_rtt.is_zero() {
+            None
+        } else {
+            Some(Holder::start(&tools, "wire")?)
+        };
         let probe = Probe {
             tools,
             src_netns: src.netns_path(),
@@ -436,8 +454,10 @@ impl Testbed {
         let mut tb = Testbed {
             probe,
             config: config.clone(),
+            delay: None,
             dst,
             src,
+            wire,
         };
         tb.configure(&config)?;
         Ok(tb)
@@ -447,16 +467,32 @@ impl Testbed {
     /// changes what differs (every step is a create-if-missing or a replace).
     pub fn configure(&mut self, config: &LinkConfig) -> Result<(), TestbedError> {
         config.check()?;
-        let p = &self.probe;
-        for host in [Host::Source, Host::Destination] {
-            p.ip(host, ["link", "set", "lo", "up"])?;
+        if config.added_rtt.is_zero() != self.wire.is_none() {
+            return Err(TestbedError::BadParameter {
+                what: format!(
+                    "added round trip {:?}: a testbed built {} a delay stage keeps it that way; \
+                     build another",
+                    config.added_rtt,
+                    if self.wire.is_none() {
+                        "without"
+                    } else {
+                        "with"
+                    }
+                ),
+            });
         }
-        let exists = p
+        for host in [Host::Source, Host::Destination] {
+            self.probe.ip(host, ["link", "set", "lo", "up"])?;
+        }
+        if self.wire.is_some() {
+            self.build_wire(config)?;
+        } else if self
+            .probe
             .ip(Host::Source, ["-o", "link", "show", "dev", SRC_DEV])
-            .is_ok();
-        if !exists {
+            .is_err()
+        {
             let peer_ns = self.dst.pid().to_string();
-            p.ip(
+            self.probe.ip(
                 Host::Source,
                 [
                     "link", "add", SRC_DEV, "type", "veth", "peer", "name", DST_DEV, "netns",
@@ -464,6 +500,7 @@ impl Testbed {
                 ],
             )?;
         }
+        let p = &self.probe;
         for host in [Host::Source, Host::Destination] {
             let cidr = format!("{}/{}", host.addr(), PREFIX_LEN);
             p.ip(host, ["addr", "replace", &cidr, "dev", host.dev()])?;
@@ -473,6 +510,65 @@ impl Testbed {
             self.shape(host, config)?;
         }
         self.config = config.clone();
+        Ok(())
+    }
+
+    /// The delay stage's topology: each host's veth end paired with an end in the wire
+    /// namespace, and the forwarder between those (see [`delay`]; it exists because this kernel
+    /// has no netem).
+    fn build_wire(&mut self, config: &LinkConfig) -> Result<(), TestbedError> {
+        let Some(wire) = &self.wire else {
+            return Ok(());
+        };
+        let (wire_ns, wire_path) = (wire.pid().to_string(), wire.netns_path());
+        let p = &self.probe;
+        for (host, wire_dev) in [
+            (Host::Source, WIRE_SRC_DEV),
+            (Host::Destination, WIRE_DST_DEV),
+        ] {
+            if p.ip(host, ["-o", "link", "show", "dev", host.dev()])
+                .is_err()
+            {
+                p.ip(
+                    host,
+                    [
+                        "link",
+                        "add",
+                        host.dev(),
+                        "type",
+                        "veth",
+                        "peer",
+                        "name",
+                        wire_dev,
+                        "netns",
+                        &wire_ns,
+                    ],
+                )?;
+            }
+        }
+        let in_wire = |args: &[&str]| {
+            let mut c = Command::new(&p.tools.nsenter);
+            c.arg(format!("--net={}", wire_path.display()))
+                .arg("--")
+                .arg(&p.tools.ip)
+                .args(args);
+            run_output(&mut c)
+        };
+        for dev in [WIRE_SRC_DEV, WIRE_DST_DEV] {
+            in_wire(&["link", "set", "dev", dev, "up"])?;
+        }
+        let one_way = config.added_rtt / 2;
+        match &self.delay {
+            Some(d) => d.set_one_way(one_way),
+            None => {
+                self.delay = Some(DelayStage::start(
+                    &wire_path,
+                    WIRE_SRC_DEV,
+                    WIRE_DST_DEV,
+                    one_way,
+                )?)
+            }
+        }
         Ok(())
     }
 
@@ -536,11 +632,23 @@ impl Testbed {
         (self.src.pid(), self.dst.pid())
     }
 
+    /// The pid of the wire namespace's holder (with a delay stage).
+    pub fn wire_pid(&self) -> Option<u32> {
+        self.wire.as_ref().map(Holder::pid)
+    }
+
+    /// Frames the delay stage has forwarded (with one).
+    pub fn delayed_frames(&self) -> Option<u64> {
+        self.delay.as_ref().map(DelayStage::forwarded)
+    }
+
     /// Tears down now and reports a holder that had to be killed (Drop does the same silently).
     pub fn teardown(mut self) -> Result<(), TestbedError> {
+        self.delay.take();
         let d = self.dst.stop();
         let s = self.src.stop();
-        d.and(s)
+        let w = self.wire.as_mut().map_or(Ok(()), Holder::stop);
+        d.and(s).and(w)
     }
 }
 
