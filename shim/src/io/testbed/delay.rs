@@ -35,7 +35,16 @@ pub struct DelayStage {
     one_way_us: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
     forwarded: Arc<AtomicU64>,
+    late: Arc<Lateness>,
     thread: Option<JoinHandle<()>>,
+}
+
+/// How late frames left compared to their due time (the stage's own jitter: the thread waits
+/// for the scheduler).
+#[derive(Debug, Default)]
+struct Lateness {
+    sum_us: AtomicU64,
+    max_us: AtomicU64,
 }
 
 /// The largest frame a GSO-capable veth hands over (64 KiB), its virtio-net header, and room.
@@ -59,7 +68,13 @@ impl DelayStage {
         let forwarded = Arc::new(AtomicU64::new(0));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (a, b) = (a.to_string(), b.to_string());
-        let (d, s, f) = (one_way_us.clone(), stop.clone(), forwarded.clone());
+        let late = Arc::new(Lateness::default());
+        let (d, s, f, l) = (
+            one_way_us.clone(),
+            stop.clone(),
+            forwarded.clone(),
+            late.clone(),
+        );
         let thread = thread::Builder::new()
             .name("testbed-delay".into())
             .spawn(move || {
@@ -67,7 +82,7 @@ impl DelayStage {
                 match sockets {
                     Ok(socks) => {
                         let _ = ready_tx.send(Ok(()));
-                        forward(&socks, &d, &s, &f);
+                        forward(&socks, &d, &s, &f, &l);
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -88,6 +103,7 @@ impl DelayStage {
             one_way_us,
             stop,
             forwarded,
+            late,
             thread: Some(thread),
         };
         ready.map(|()| stage)
@@ -97,6 +113,15 @@ impl DelayStage {
     pub fn set_one_way(&self, one_way: Duration) {
         self.one_way_us
             .store(one_way.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Mean and largest delay beyond the due time of the frames forwarded so far.
+    pub fn lateness(&self) -> (Duration, Duration) {
+        let n = self.forwarded().max(1);
+        (
+            Duration::from_micros(self.late.sum_us.load(Ordering::SeqCst) / n),
+            Duration::from_micros(self.late.max_us.load(Ordering::SeqCst)),
+        )
     }
 
     /// Frames forwarded so far (both directions).
@@ -226,7 +251,13 @@ fn open_packet(dev: &str) -> Result<OwnedFd, TestbedError> {
 }
 
 /// The forwarding loop: frames in, each queued with its due time, sent when due.
-fn forward(socks: &[OwnedFd; 2], one_way_us: &AtomicU64, stop: &AtomicBool, forwarded: &AtomicU64) {
+fn forward(
+    socks: &[OwnedFd; 2],
+    one_way_us: &AtomicU64,
+    stop: &AtomicBool,
+    forwarded: &AtomicU64,
+    late: &Lateness,
+) {
     let mut queues: [VecDeque<(Instant, Vec<u8>)>; 2] = [VecDeque::new(), VecDeque::new()];
     let mut buf = vec![0u8; FRAME_MAX];
     while !stop.load(Ordering::SeqCst) {
@@ -275,9 +306,12 @@ fn forward(socks: &[OwnedFd; 2], one_way_us: &AtomicU64, stop: &AtomicBool, forw
         for (i, q) in queues.iter_mut().enumerate() {
             let out = socks[1 - i].as_raw_fd();
             while q.front().is_some_and(|(t, _)| *t <= now) {
-                let Some((_, frame)) = q.pop_front() else {
+                let Some((due, frame)) = q.pop_front() else {
                     break;
                 };
+                let us = now.duration_since(due).as_micros() as u64;
+                late.sum_us.fetch_add(us, Ordering::Relaxed);
+                late.max_us.fetch_max(us, Ordering::Relaxed);
                 // A frame that cannot be sent (the link is down: a partition) is lost, as on a
                 // wire.
                 // SAFETY: `frame` is valid for its length for the call.

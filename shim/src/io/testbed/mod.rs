@@ -642,6 +642,11 @@ impl Testbed {
         self.delay.as_ref().map(DelayStage::forwarded)
     }
 
+    /// Mean and largest lateness of the delay stage's frames (with one).
+    pub fn delay_lateness(&self) -> Option<(Duration, Duration)> {
+        self.delay.as_ref().map(DelayStage::lateness)
+    }
+
     /// Tears down now and reports a holder that had to be killed (Drop does the same silently).
     pub fn teardown(mut self) -> Result<(), TestbedError> {
         self.delay.take();
