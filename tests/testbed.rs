@@ -228,11 +228,16 @@ fn hold() {
     // With a delay stage: the wire namespace's holder must go too.
     let tb = Testbed::new(LinkConfig::with_rtt(32.0, Duration::from_millis(10))).unwrap();
     let (s, d) = tb.holder_pids();
-    let mut sleeper = tb
-        .command(Host::Destination, "sleep")
-        .arg("600")
-        .spawn()
-        .unwrap();
+    // In a process group of its own, as a daemon would be: a Ctrl-C to our group does not reach
+    // it, only the holder's sweep does.
+    let mut sleeper = {
+        use std::os::unix::process::CommandExt;
+        tb.command(Host::Destination, "sleep")
+            .arg("600")
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
     println!(
         "@@ pids {s} {d} {} {} {} {}",
         sleeper.id(),
@@ -652,20 +657,35 @@ fn drop_leaves_no_namespace_veth_or_process() {
 
 #[test]
 fn a_sigkilled_owner_leaves_no_namespace_veth_or_process() {
+    owner_killed("KILL", false);
+}
+
+/// Ctrl-C in a terminal: SIGINT to the whole process group, the holders included.
+#[test]
+fn ctrl_c_to_the_owners_process_group_leaves_nothing() {
+    owner_killed("INT", true);
+}
+
+/// A child process builds a testbed with a delay stage and starts a process in the destination
+/// host; it is then sent `signal` (to its process group if `group`), and nothing may remain.
+fn owner_killed(signal: &str, group: bool) {
+    use std::os::unix::process::CommandExt;
     let _g = serial();
     let exe = std::env::current_exe().unwrap();
-    let mut owner = Command::new(exe)
-        .args([
-            "--exact",
-            "helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ENV_ROLE, "hold")
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args([
+        "--exact",
+        "helper",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ENV_ROLE, "hold")
+    .stdout(Stdio::piped());
+    if group {
+        cmd.process_group(0);
+    }
+    let mut owner = cmd.spawn().unwrap();
     let mut lines = Lines::of(&mut owner);
     let l = lines.expect("pids");
     let f: Vec<&str> = l.split_whitespace().collect();
@@ -673,8 +693,19 @@ fn a_sigkilled_owner_leaves_no_namespace_veth_or_process() {
     let (ns_s, ns_d) = (f[5].to_string(), f[6].to_string());
     assert!(pids.iter().all(|&p| alive(p)));
     assert!(live_netns().contains(&ns_s) && live_netns().contains(&ns_d));
-    owner.kill().unwrap(); // SIGKILL: no destructor runs
-    owner.wait().unwrap();
+    let target = if group {
+        format!("-{}", owner.id())
+    } else {
+        owner.id().to_string()
+    };
+    // No destructor runs on SIGKILL, nor on SIGINT (no handler: the default action ends us).
+    let st = Command::new("kill")
+        .args([&format!("-{signal}"), "--", &target])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let end = owner.wait().unwrap();
+    assert!(!end.success(), "the owner ended with {end}");
     wait_until(
         "holders and the process in the namespace gone",
         Duration::from_secs(10),
