@@ -885,6 +885,16 @@ mod common;
 /// sets it.
 #[test]
 fn a_real_postcopy_migration_crosses_the_testbed() {
+    real_migration(Duration::ZERO);
+}
+
+/// The same over the delay stage: 10 ms added round trip.
+#[test]
+fn a_real_postcopy_migration_crosses_the_delay_stage() {
+    real_migration(Duration::from_millis(10));
+}
+
+fn real_migration(rtt: Duration) {
     use postcopy_shim::driver::vocab::{
         event, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
     };
@@ -904,7 +914,7 @@ fn a_real_postcopy_migration_crosses_the_testbed() {
         .unwrap();
     assert!(st.success());
     let rate = 32.0;
-    let tb = Testbed::new(LinkConfig::new(rate)).unwrap();
+    let tb = Testbed::new(LinkConfig::with_rtt(rate, rtt)).unwrap();
     let probe = tb.probe();
     let dir = std::env::temp_dir().join(format!("postcopy-testbed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -943,7 +953,7 @@ fn a_real_postcopy_migration_crosses_the_testbed() {
         probe.clone(),
         PORT,
         rate,
-        0.0,
+        rtt.as_secs_f64() * 1000.0,
         Duration::from_millis(100),
     ));
     let (tx, rx) = std::sync::mpsc::channel::<()>();
@@ -986,7 +996,7 @@ fn a_real_postcopy_migration_crosses_the_testbed() {
     let out = live.report.result.as_ref().unwrap();
     let r = &detail.report;
     eprintln!(
-        "testbed migration: {:.2} s, post-copy {}, link {}, qdisc bytes {}, active {:.2} s, \
+        "testbed migration (rtt {rtt:?}): {:.2} s, post-copy {}, link {}, qdisc bytes {}, active {:.2} s, \
          drops {}, retransmitted {} bytes, srtt {:?} ms, backlog {backlog:?}, stats {:?}",
         took.as_secs_f64(),
         out.postcopy,
