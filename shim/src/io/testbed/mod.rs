@@ -595,9 +595,7 @@ impl Testbed {
             ],
         );
         match r {
-            Err(TestbedError::CommandFailed { stderr, .. })
-                if stderr.contains("Unknown qdisc") || stderr.contains("No such file") =>
-            {
+            Err(TestbedError::CommandFailed { stderr, .. }) if qdisc_missing(&stderr) => {
                 Err(TestbedError::NoQdisc {
                     qdisc: "tbf",
                     stderr,
@@ -657,6 +655,13 @@ impl Testbed {
     }
 }
 
+/// Whether `tc`'s complaint means the kernel lacks the qdisc: "Error: Specified qdisc kind is
+/// unknown." from the kernel (iproute2 6.1 on 6.x kernels, as `netem` gives here), or tc's own
+/// "Unknown qdisc" from older iproute2.
+fn qdisc_missing(stderr: &str) -> bool {
+    stderr.contains("qdisc kind is unknown") || stderr.contains("Unknown qdisc")
+}
+
 /// `program args...` as a shell-like string for messages.
 pub(crate) fn describe(c: &Command) -> String {
     let mut s = c.get_program().to_string_lossy().into_owned();
@@ -684,4 +689,40 @@ pub(crate) fn run_output(c: &mut Command) -> Result<String, TestbedError> {
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_qdisc_is_recognised_in_tcs_words() {
+        assert!(qdisc_missing("Error: Specified qdisc kind is unknown."));
+        assert!(qdisc_missing(
+            "Unknown qdisc \"tbf\", hence option \"rate\" is unparsable"
+        ));
+        assert!(!qdisc_missing("Error: Exclusivity flag on, cannot modify."));
+        let e = TestbedError::NoQdisc {
+            qdisc: "tbf",
+            stderr: "Error: Specified qdisc kind is unknown.".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "the kernel has no `tbf` queueing discipline (module sch_tbf); the testbed shapes the \
+             link with it: Error: Specified qdisc kind is unknown."
+        );
+    }
+
+    #[test]
+    fn defaults_scale_with_the_rate_and_the_round_trip() {
+        let c = LinkConfig::with_rtt(32.0, Duration::from_millis(10));
+        // BDP at 11 ms + 5 ms of queue, twice: 2 x 16 ms at 32 MiB/s.
+        assert_eq!(c.tcp_wmem.max, 2 * (369099 + 167772));
+        assert_eq!(c.limit_bytes, 2 * c.tcp_wmem.max);
+        assert_eq!(c.added_rtt, Duration::from_millis(10));
+        // A slow link keeps the floors.
+        let slow = LinkConfig::new(1.0);
+        assert_eq!(slow.tcp_rmem.max, 128 * 1024);
+        assert_eq!(slow.burst_bytes, 16 * 1024);
+    }
 }
