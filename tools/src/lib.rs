@@ -9,6 +9,7 @@ pub mod libvirt_log;
 pub mod qemu;
 pub mod relay;
 pub mod scenario;
+pub mod testbed;
 
 /// An error's message, then each of its causes' (`source()`), outermost first.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> Vec<String> {
