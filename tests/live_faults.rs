@@ -6,12 +6,14 @@
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 mod common;
+#[path = "common/qemu.rs"]
+mod qemu;
 
-use std::path::PathBuf;
-use std::process::Command;
+use pretty_assertions::assert_eq;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use common::live::{guest_kernel, live_enabled, GUEST, GUEST_MEMORY_MIB};
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{ApiCall, DomainState, RecoveryPolicy, Side};
 use postcopy_tools::scenario::{self, Fault, Link, Plan, Recovery, ScenarioResult, Trigger};
@@ -23,26 +25,16 @@ const PC: u32 = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY;
 const APC: u32 = PC | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
 
 fn skip() -> bool {
-    std::env::var_os("POSTCOPY_SKIP_LIVE").is_some()
-}
-
-fn kernel() -> PathBuf {
-    let out = common::root().join("target/live-guest");
-    let st = Command::new(common::root().join("qemu-fixtures/guest/build.sh"))
-        .arg(&out)
-        .status()
-        .expect("guest build");
-    assert!(st.success());
-    out.join("postcopy-guest.elf")
+    !live_enabled("this live fault test")
 }
 
 fn plan(name: &str, flags: u32, faults: Vec<Fault>, recovery: Recovery) -> Plan {
     Plan {
         qemu: "qemu-system-x86_64".into(),
         qemu_root: None,
-        kernel: kernel(),
-        memory_mib: 192,
-        guest: "ro=64 hot=16 cold=32 rate=40 beat=20".into(),
+        kernel: guest_kernel(),
+        memory_mib: GUEST_MEMORY_MIB,
+        guest: GUEST.into(),
         workdir: std::env::temp_dir()
             .join(format!("postcopy-faults-{}-{name}", std::process::id())),
         flags,
@@ -324,7 +316,10 @@ fn source_dies_in_postcopy_destination_is_left_running_not_killed() {
 fn cleanup(r: &ScenarioResult) {
     for (_, pid) in &r.left_running {
         if let Some(p) = pid {
-            let _ = Command::new("kill").arg("-9").arg(p.to_string()).status();
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(p.to_string())
+                .status();
         }
     }
 }
@@ -336,7 +331,7 @@ fn cleanup(r: &ScenarioResult) {
 fn api_migrate_with_recovery_completes_across_a_cut() {
     use postcopy_core::driver::MigrateRequest;
     use postcopy_shim::api::{self, Domain};
-    use postcopy_tools::qemu::{QemuConfig, QemuProcess};
+    use postcopy_tools::qemu::free_port;
     use postcopy_tools::relay::Relay;
     use std::sync::Arc;
 
@@ -345,28 +340,11 @@ fn api_migrate_with_recovery_completes_across_a_cut() {
     }
     let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("postcopy-faults-{}-api", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let cfg = QemuConfig {
-        binary: "qemu-system-x86_64".into(),
-        kernel: kernel(),
-        append: "ro=64 hot=16 cold=32 rate=40 beat=20".into(),
-        memory_mib: 192,
-        extra_args: vec![],
-        env: vec![],
-    };
-    let mut src_q = QemuProcess::start(&cfg, &dir, "src", false).unwrap();
-    let dst_q = QemuProcess::start(&cfg, &dir, "dst", true).unwrap();
-    src_q
-        .wait_serial("READY", Duration::from_secs(120))
-        .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let qemus = qemu::start_pair(&dir);
+    let port = free_port().unwrap();
     let relay = Arc::new(Relay::start(([127, 0, 0, 1], port).into()).unwrap());
-    let src = Domain::open_qmp(&src_q.qmp.display().to_string());
-    let dst = Domain::open_qmp(&dst_q.qmp.display().to_string());
+    let src = Domain::open_qmp(&qemus.src.qmp.display().to_string());
+    let dst = Domain::open_qmp(&qemus.dst.qmp.display().to_string());
     let req = MigrateRequest {
         flags: APC,
         uri: format!("tcp:127.0.0.1:{port}"),

@@ -5,8 +5,14 @@
 //! Rust programs use it directly; the C ABI ([`crate::ffi`]) only translates to it. The migration
 //! itself is the driver's ([`crate::driver`]) through the engine; this module keeps what a
 //! libvirt domain object keeps between calls: its state, whether a migration job runs on it (and
-//! the [`Controller`] to reach that job from other threads), the last completed statistics and
-//! the event callbacks.
+//! the live transport's controller, to reach that job from other threads), the last completed
+//! statistics and the event callbacks.
+//!
+//! Every caller migrates through [`migrate_with`]: the C ABI (through [`migrate`] and
+//! [`migrate_with_recovery`]), `postcopy migrate`, the scenarios, the benchmark and the live
+//! tests. What the tools add (a recording, an event hook on the migration's thread, the QEMU
+//! stop hook, the moment the job starts) are [`MigrateOptions`]; calls from other threads go to
+//! the [`Domain`] ([`Domain::api`], [`Domain::note`]), which routes them to the running job.
 //!
 //! ```no_run
 //! use postcopy_shim::api::{self, Domain};
@@ -22,9 +28,10 @@
 //! ```
 
 use std::path::Path;
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
+use std::time::Instant;
 
 use crate::driver::domain::{self, answer_on_destination, answer_without_job, state_after};
 use crate::driver::vocab::{code, event, state};
@@ -33,8 +40,9 @@ use crate::driver::{
     MigrateRequest, Outcome, Side, VirError,
 };
 use crate::engine::{self, EngineError, Incoming, Report, Transport};
-use crate::io::run::{self, Hooks};
-use crate::io::Controller;
+use crate::io::run::{self, Hooks, Idle};
+use crate::io::{Controller, Recorder};
+pub use crate::io::{EventHook, RecordSpec, StopHook, TransportStats};
 use crate::transcript::{Record, ReplayTransport};
 
 /// A domain-event callback: the domain, the event, and for JOB_COMPLETED the completed statistics.
@@ -95,6 +103,9 @@ struct Inner {
     /// What the last migrate call's job kept (libvirt keeps it in the domain object), for a
     /// recovery call with VIR_MIGRATE_POSTCOPY_RESUME.
     memory: Option<crate::driver::JobMemory>,
+    /// The transcript of the last recorded migration (source only): API calls made after it,
+    /// with no job, are recorded there too.
+    transcript: Option<Recorder<Idle>>,
 }
 
 type SharedCallback = Arc<Mutex<EventCallback>>;
@@ -149,6 +160,7 @@ impl Domain {
                 job: None,
                 completed: None,
                 memory: None,
+                transcript: None,
             }),
             changed: Condvar::new(),
             callbacks: Mutex::new(Callbacks::default()),
@@ -178,7 +190,13 @@ impl Domain {
         let mut g = lock(&self.inner);
         loop {
             let Some(job) = &g.job else {
-                return Err(answer_without_job(&call, Domain::active(&g)));
+                let result = Err(answer_without_job(&call, Domain::active(&g)));
+                if let Some(t) = g.transcript.as_mut() {
+                    // The call is answered either way; a transcript that cannot be written
+                    // only loses this record.
+                    let _ = t.record_idle_api(&call, &result);
+                }
+                return result;
             };
             if job.replay {
                 return Err(replay_call());
@@ -201,6 +219,33 @@ impl Domain {
                         .unwrap_or_else(|e| e.into_inner());
                 }
             }
+        }
+    }
+
+    /// Makes `call` on this domain (one of the calls another thread makes while a migration runs),
+    /// as [`Domain::start_postcopy`], [`Domain::abort_job`] or [`Domain::job_stats`] with flags 0.
+    pub fn api(&self, call: ApiCall) -> Result<ApiValue, VirError> {
+        match call {
+            ApiCall::StartPostCopy { flags } => self.start_postcopy(flags).map(|_| ApiValue::Done),
+            ApiCall::AbortJob { flags } => self.abort_job(flags).map(|_| ApiValue::Done),
+            ApiCall::GetJobStats => self.job_stats(0).map(ApiValue::Stats),
+        }
+    }
+
+    /// Writes a remark of the caller (a cut link, a killed QEMU) into the transcript of the
+    /// migration running on this domain, between the messages it falls between. False when no
+    /// live migration runs on it (a recording without one has nothing to put it between).
+    pub fn note(&self, text: impl Into<String>) -> bool {
+        let controller = lock(&self.inner)
+            .job
+            .as_ref()
+            .and_then(|j| j.controller.clone());
+        match controller {
+            Some(c) => {
+                c.note(text);
+                true
+            }
+            None => false,
         }
     }
 
@@ -475,11 +520,10 @@ pub fn migrate_with_recovery(
     policy: &crate::driver::RecoveryPolicy,
     mut on_attempt: impl FnMut(&MigrateRequest, &Result<Outcome, VirError>),
 ) -> Result<Outcome, VirError> {
-    let failed = DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED);
-    let mut calls = run::with_recovery(req, Some(policy), |req| {
+    let mut calls = with_recovery(req, Some(policy), |req| {
         let r = migrate(src, dst, req.clone());
         on_attempt(req, &r);
-        let in_postcopy_failure = r.is_err() && src.state(0).is_ok_and(|st| st == failed);
+        let in_postcopy_failure = r.is_err() && failed_in_postcopy(src);
         (r, in_postcopy_failure)
     });
     calls.pop().unwrap_or_else(|| {
@@ -490,6 +534,42 @@ pub fn migrate_with_recovery(
     })
 }
 
+/// True when the domain (a source) was left paused by a failed post-copy: the state a recovery
+/// with VIR_MIGRATE_POSTCOPY_RESUME starts from.
+pub fn failed_in_postcopy(src: &Domain) -> bool {
+    src.state(0)
+        .is_ok_and(|st| st == DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED))
+}
+
+/// The loop of [`migrate_with_recovery`], for a caller that makes each migrate call itself (with
+/// its own [`MigrateOptions`]): calls `call` with `req`; while the call reports a failure in
+/// post-copy (its second value) and `policy` allows, sleeps the policy's delay and calls again
+/// with VIR_MIGRATE_POSTCOPY_RESUME. Returns every call's first value, in order. Without a policy,
+/// one call.
+pub fn with_recovery<T>(
+    mut req: MigrateRequest,
+    policy: Option<&crate::driver::RecoveryPolicy>,
+    mut call: impl FnMut(&MigrateRequest) -> (T, bool),
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let mut failed_at: Option<Instant> = None;
+    let mut attempt = 0;
+    loop {
+        let (r, failed_in_postcopy) = call(&req);
+        out.push(r);
+        let Some(policy) = policy.filter(|_| failed_in_postcopy) else {
+            return out;
+        };
+        let since = failed_at.get_or_insert_with(Instant::now).elapsed();
+        let Some(delay) = policy.next_delay(attempt, since) else {
+            return out;
+        };
+        thread::sleep(delay);
+        attempt += 1;
+        req.flags = crate::driver::recovery::resume_flags(req.flags);
+    }
+}
+
 /// virDomainMigrate3 from `src` to `dst`: blocks until the migration completed or failed.
 /// `src` and `dst` are two live domains, or the source and the destination of one replay.
 pub fn migrate(
@@ -497,6 +577,60 @@ pub fn migrate(
     dst: &Arc<Domain>,
     req: MigrateRequest,
 ) -> Result<Outcome, VirError> {
+    migrate_with(src, dst, req, MigrateOptions::default()).and_then(|m| m.report.result)
+}
+
+/// What a tool adds to a migrate call (the C ABI and [`migrate`] add nothing).
+#[derive(Default)]
+pub struct MigrateOptions {
+    /// Record both monitors into a transcript (live domains only). API calls made on the source
+    /// after the migration are recorded there too, until its next migration.
+    pub record: Option<RecordSpec>,
+    /// Called on the migration's own thread for every domain event, as soon as it happens (the
+    /// registered callbacks run later, on another thread). It must not wait for an API call on
+    /// these domains: make that call from another thread.
+    pub on_event: Option<EventHook>,
+    /// Called where libvirt would stop a QEMU process (qemuProcessStop): the caller owns them.
+    /// Live domains only.
+    pub on_stop: Option<StopHook>,
+    /// Told once the job runs: from then on, calls on the source from other threads
+    /// ([`Domain::api`], [`Domain::note`], ...) reach the migration.
+    pub job_started: Option<Sender<()>>,
+}
+
+impl std::fmt::Debug for MigrateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateOptions")
+            .field("record", &self.record)
+            .field("on_event", &self.on_event.is_some())
+            .field("on_stop", &self.on_stop.is_some())
+            .field("job_started", &self.job_started.is_some())
+            .finish()
+    }
+}
+
+/// A migrate call that ran to the driver's end, whether the migration completed
+/// (`report.result`) or not.
+#[derive(Debug)]
+pub struct Migration {
+    /// The call's result, the states it left the domains in, and what its job kept.
+    pub report: Report,
+    /// What the live transport timed (the switch); all empty for a replay.
+    pub stats: TransportStats,
+    /// What the driver warned about on the way.
+    pub warnings: Vec<String>,
+}
+
+/// [`migrate`] with a tool's [`MigrateOptions`]: the one entry of every caller (the C ABI through
+/// [`migrate`], `postcopy migrate`, the scenarios, the benchmark). `Err` is a call that failed
+/// before or outside the driver (refused flags, a busy domain, a monitor that cannot be reached);
+/// a migration that failed is `Ok` with the error in `report.result`.
+pub fn migrate_with(
+    src: &Arc<Domain>,
+    dst: &Arc<Domain>,
+    req: MigrateRequest,
+    mut opts: MigrateOptions,
+) -> Result<Migration, VirError> {
     let invalid = |m: &str| Err(VirError::new(code::INVALID_ARG, m));
     if Arc::ptr_eq(src, dst) {
         return invalid("the source and the destination are the same domain");
@@ -518,7 +652,12 @@ pub fn migrate(
                 replay: r2,
                 side: Side::Dst,
             },
-        ) if Arc::ptr_eq(r1, r2) => Mode::Replay(r1.clone()),
+        ) if Arc::ptr_eq(r1, r2) => {
+            if opts.record.is_some() || opts.on_stop.is_some() {
+                return invalid("a replay is neither recorded nor stops QEMU processes");
+            }
+            Mode::Replay(r1.clone())
+        }
         _ => {
             return invalid(
                 "the source and the destination must be two live domains, or the source and the destination of one replay",
@@ -571,38 +710,57 @@ pub fn migrate(
     };
     let on_event = {
         let (s, d, tx) = (src.clone(), dst.clone(), tx.clone());
+        let mut hook = opts.on_event.take();
         move |side: Side, ev: &DomainEvent| {
             if side == Side::Src { &s } else { &d }.apply_event(ev);
             let _ = tx.send(Dispatch::Event(side, ev.clone()));
+            if let Some(f) = hook.as_mut() {
+                f(side, ev);
+            }
         }
     };
+    let job_started = opts.job_started.take();
 
     let memory = if req.flags & crate::driver::vocab::VIR_MIGRATE_POSTCOPY_RESUME != 0 {
         lock(&src.inner).memory.clone()
     } else {
         None
     };
-    let result: Result<Report, EngineError> = match mode {
+    let result: Result<Migration, EngineError> = match mode {
         Mode::Live(a, b) => {
+            // The previous recording ends here; this call starts or continues its own.
+            lock(&src.inner).transcript = None;
             let (ctx, crx) = channel::<Controller>();
             let s = src.clone();
             let receiver = thread::spawn(move || {
                 if let Ok(c) = crx.recv() {
                     s.set_controller(c);
+                    if let Some(tx) = job_started {
+                        let _ = tx.send(());
+                    }
                 }
             });
             let hooks = Hooks {
                 on_event: Some(Box::new(on_event)),
+                on_stop: opts.on_stop.take(),
                 controller: Some(ctx),
-                ..Default::default()
             };
-            let r =
-                run::migrate_continuing(&a, &b, req, memory, None, hooks).map(|live| live.report);
+            let r = run::migrate(&a, &b, req, memory, opts.record.as_ref(), hooks);
             let _ = receiver.join();
-            r
+            r.map(|live| {
+                lock(&src.inner).transcript = live.recorder;
+                Migration {
+                    report: live.report,
+                    stats: live.stats,
+                    warnings: live.warnings,
+                }
+            })
         }
         Mode::Replay(_) => match replaying {
             Some((shared, mut rt, next)) => {
+                if let Some(tx) = job_started {
+                    let _ = tx.send(());
+                }
                 let r = engine::run_with(
                     req,
                     memory,
@@ -619,19 +777,23 @@ pub fn migrate(
                     }
                     Err(_) => p.failed = true,
                 }
-                r
+                r.map(|report| Migration {
+                    report,
+                    stats: TransportStats::default(),
+                    warnings: Vec::new(),
+                })
             }
             None => Err(EngineError::Ended("no replay to run".into())),
         },
     };
 
     let (outcome, completed) = match result {
-        Ok(report) => {
-            lock(&src.inner).memory = Some(report.memory.clone());
-            let completed = report.result.as_ref().ok().map(|o| o.stats.clone());
-            src.end_job(Some(report.src_state), completed.clone());
-            dst.end_job(Some(report.dst_state), None);
-            (report.result, completed)
+        Ok(m) => {
+            lock(&src.inner).memory = Some(m.report.memory.clone());
+            let completed = m.report.result.as_ref().ok().map(|o| o.stats.clone());
+            src.end_job(Some(m.report.src_state), completed.clone());
+            dst.end_job(Some(m.report.dst_state), None);
+            (Ok(m), completed)
         }
         Err(e) => {
             src.end_job(None, None);

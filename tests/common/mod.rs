@@ -2,6 +2,8 @@
 //! snapshots hold.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::path::{Path, PathBuf};
 
 use postcopy_core::engine::{EngineError, Report};

@@ -41,17 +41,8 @@ impl<T: Transport> Recorder<T> {
         Ok(r)
     }
 
-    /// When the recording started (a continuation keeps the clock of the first call).
-    pub fn started(&self) -> Instant {
-        self.start
-    }
-
     pub fn inner(&self) -> &T {
         &self.inner
-    }
-
-    pub fn inner_mut(&mut self) -> &mut T {
-        &mut self.inner
     }
 
     fn t(&self) -> u64 {

@@ -1,10 +1,10 @@
-//! One live migration between two monitors, recorded if asked: what `postcopy migrate`, the live
-//! tests and the benchmark run.
+//! One live migration between two monitors, recorded if asked: the transport side of
+//! [`crate::api::migrate_with`], which every caller (the C ABI, `postcopy migrate`, the scenarios,
+//! the benchmark) goes through.
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Controller, LiveTransport, Monitor, Recorder, TransportStats};
@@ -12,7 +12,8 @@ use crate::driver::vocab::flag_names;
 use crate::driver::JobMemory;
 use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
 use crate::engine::{self, EngineError, Report, Transport};
-use crate::transcript::format::{QemuVersions, MAGIC};
+use crate::transcript::format::QemuVersions;
+use crate::transcript::format::MAGIC;
 use crate::transcript::{Header, FORMAT_VERSION};
 
 /// Where the transcript goes and what it says about itself.
@@ -36,13 +37,13 @@ pub type StopHook = Box<dyn FnMut(Side) + Send>;
 
 /// Hooks of a live run, all optional.
 #[derive(Default)]
-pub struct Hooks {
+pub(crate) struct Hooks {
     /// Called on the loop thread for every domain event. Must not block on the controller.
-    pub on_event: Option<EventHook>,
+    pub(crate) on_event: Option<EventHook>,
     /// Called when libvirt would stop a QEMU.
-    pub on_stop: Option<StopHook>,
+    pub(crate) on_stop: Option<StopHook>,
     /// Receives the controller as soon as the loop exists (for API calls from other threads).
-    pub controller: Option<Sender<Controller>>,
+    pub(crate) controller: Option<Sender<Controller>>,
 }
 
 impl std::fmt::Debug for Hooks {
@@ -53,11 +54,12 @@ impl std::fmt::Debug for Hooks {
 
 /// What a live run produced.
 #[derive(Debug)]
-pub struct LiveRun {
-    pub report: Report,
-    pub stats: TransportStats,
-    pub warnings: Vec<String>,
-    recorder: Option<Arc<Mutex<Option<Recorder<Idle>>>>>,
+pub(crate) struct LiveRun {
+    pub(crate) report: Report,
+    pub(crate) stats: TransportStats,
+    pub(crate) warnings: Vec<String>,
+    /// The recording, kept for the API calls made after the migration.
+    pub(crate) recorder: Option<Recorder<Idle>>,
 }
 
 /// After the run, API calls meet no job; they are recorded into the same transcript.
@@ -80,35 +82,20 @@ impl Transport for Idle {
     }
 }
 
-impl LiveRun {
-    /// An API call on the source after the migration ended (the job is gone).
-    pub fn call_after(&self, call: ApiCall) -> Result<ApiValue, VirError> {
-        let src_active = self.report.src_state.state != crate::driver::vocab::state::SHUTOFF;
-        let result = engine::idle_api(&call, src_active);
-        if let Some(rec) = &self.recorder {
-            if let Ok(mut g) = rec.lock() {
-                if let Some(r) = g.as_mut() {
-                    let _ = r.record_idle_api(&call, &result);
-                }
-            }
-        }
-        result
-    }
-}
-
-pub fn header(req: &MigrateRequest, spec: &RecordSpec) -> Header {
+/// The header of a transcript of `req` (what the recorder and the libvirt-log importer write).
+pub fn header(
+    req: &MigrateRequest,
+    scenario: &str,
+    recorder: &str,
+    qemu: QemuVersions,
+    description: Option<String>,
+) -> Header {
     Header {
         format: MAGIC.into(),
         version: FORMAT_VERSION,
-        scenario: spec.scenario.clone(),
-        recorder: format!(
-            "postcopy {} (libvirt-postcopy recorder)",
-            env!("CARGO_PKG_VERSION")
-        ),
-        qemu: QemuVersions {
-            src: spec.qemu_src.clone(),
-            dst: spec.qemu_dst.clone(),
-        },
+        scenario: scenario.to_string(),
+        recorder: recorder.to_string(),
+        qemu,
         flags: req.flags,
         flag_names: flag_names(req.flags)
             .into_iter()
@@ -118,24 +105,31 @@ pub fn header(req: &MigrateRequest, spec: &RecordSpec) -> Header {
         bandwidth: req.bandwidth_mib,
         postcopy_bandwidth: req.postcopy_bandwidth_mib,
         connect_uri: req.connect_uri.clone(),
-        description: spec.description.clone(),
+        description,
     }
 }
 
-/// Connects to both monitors and runs the migration.
-pub fn migrate(
-    src_qmp: &str,
-    dst_qmp: &str,
-    req: MigrateRequest,
-    record: Option<&RecordSpec>,
-    hooks: Hooks,
-) -> Result<LiveRun, EngineError> {
-    migrate_continuing(src_qmp, dst_qmp, req, None, record, hooks)
+fn recorded_header(req: &MigrateRequest, spec: &RecordSpec) -> Header {
+    let recorder = format!(
+        "postcopy {} (libvirt-postcopy recorder)",
+        env!("CARGO_PKG_VERSION")
+    );
+    let qemu = QemuVersions {
+        src: spec.qemu_src.clone(),
+        dst: spec.qemu_dst.clone(),
+    };
+    header(
+        req,
+        &spec.scenario,
+        &recorder,
+        qemu,
+        spec.description.clone(),
+    )
 }
 
-/// [`migrate`] for a later call of the same migration (a recovery): `memory` is what the failed
-/// call's job kept ([`Report::memory`]).
-pub fn migrate_continuing(
+/// Connects to both monitors and runs the migration. `memory` is what a failed call's job kept
+/// ([`Report::memory`]) for a later call of the same migration (a recovery).
+pub(crate) fn migrate(
     src_qmp: &str,
     dst_qmp: &str,
     req: MigrateRequest,
@@ -183,7 +177,7 @@ pub fn migrate_continuing(
                 Recorder::append(live, file, &req, epoch).map_err(cannot)?
             } else {
                 let file = File::create(&spec.path).map_err(cannot)?;
-                Recorder::new(live, file, &header(&req, spec), epoch).map_err(cannot)?
+                Recorder::new(live, file, &recorded_header(&req, spec), epoch).map_err(cannot)?
             };
             let report = engine::run_with(req, memory, &mut rec)?;
             let stats = rec.inner().stats.clone();
@@ -193,37 +187,8 @@ pub fn migrate_continuing(
                 report,
                 stats,
                 warnings,
-                recorder: Some(Arc::new(Mutex::new(Some(idle)))),
+                recorder: Some(idle),
             })
         }
-    }
-}
-
-/// Makes a migrate call with `req`; while it fails in post-copy (the call's second value) and
-/// `policy` allows, sleeps the policy's delay and calls again with VIR_MIGRATE_POSTCOPY_RESUME.
-/// Returns every call's result, in order. Without a policy, one call.
-pub fn with_recovery<T>(
-    mut req: MigrateRequest,
-    policy: Option<&crate::driver::RecoveryPolicy>,
-    mut call: impl FnMut(&MigrateRequest) -> (T, bool),
-) -> Vec<T> {
-    let mut out = Vec::new();
-    let mut failed_at: Option<std::time::Instant> = None;
-    let mut attempt = 0;
-    loop {
-        let (r, failed_in_postcopy) = call(&req);
-        out.push(r);
-        let Some(policy) = policy.filter(|_| failed_in_postcopy) else {
-            return out;
-        };
-        let since = failed_at
-            .get_or_insert_with(std::time::Instant::now)
-            .elapsed();
-        let Some(delay) = policy.next_delay(attempt, since) else {
-            return out;
-        };
-        std::thread::sleep(delay);
-        attempt += 1;
-        req.flags = crate::driver::recovery::resume_flags(req.flags);
     }
 }

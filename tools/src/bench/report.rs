@@ -3,11 +3,12 @@
 use std::fmt::Write as _;
 
 use super::{
-    beat_of, mmm, percentile, svg, Config, Outcome, Policy, Sample, LOST_FACTOR, STALL_FACTOR,
+    beat_of, mmm, percentile, svg, BenchError, Config, Outcome, Policy, Sample, LOST_FACTOR,
+    STALL_FACTOR,
 };
 
-fn werr(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> String + '_ {
-    move |e| format!("cannot write {}: {e}", path.display())
+fn werr(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    BenchError::write(path)
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -15,7 +16,7 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 /// One line per run (rewritten after every run, so an interrupted benchmark keeps its data).
-pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String> {
+pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), BenchError> {
     let mut s = String::from(
         "link_mib_s,rtt_ms,workload,rep,order,policy,completed,aborted_at_limit,total_s,\
          longest_gap_ms,stall_ms,stall_after_switch_ms,lost_ms,slowest_pass_ms,beats,connections,qemu_downtime_ms,postcopy_requests,\
@@ -546,7 +547,7 @@ pub fn page(out: &Outcome) -> String {
 }
 
 /// Writes runs.csv, summary.csv, results.md, benchmark.md and the SVGs; prints the tables.
-pub fn write_all(out: &Outcome) -> Result<(), String> {
+pub fn write_all(out: &Outcome) -> Result<(), BenchError> {
     let dir = &out.config.out;
     write_runs_csv(&out.config, &out.samples)?;
     let p = dir.join("summary.csv");

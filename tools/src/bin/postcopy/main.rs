@@ -7,17 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
+mod error;
+mod human;
 mod import;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
+use error::{ArgError, CliError};
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{
     ApiCall, DomainEvent, MigrateRequest, RecoveryPolicy, Side, SwitchedBy,
 };
 use postcopy_core::transcript::ReplayTransport;
-use postcopy_shim::io::run::{self, Hooks, RecordSpec};
+use postcopy_shim::api::{self, Domain, MigrateOptions, RecordSpec};
 use postcopy_tools::qemu::default_kernel;
 use postcopy_tools::scenario::{
     self, EventCallback, Fault, Link, Plan, Recovery, ScenarioResult, Trigger,
@@ -106,15 +109,8 @@ struct MigrateArgs {
     /// Migration URI in QEMU's syntax (tcp:HOST:PORT or unix:PATH).
     #[arg(long)]
     uri: Option<String>,
-    /// QEMU binary for local QEMUs.
-    #[arg(long, default_value = "qemu-system-x86_64")]
-    qemu: PathBuf,
-    /// A QEMU extracted from .deb files (root of the tree): sets QEMU_MODULE_DIR and -L.
-    #[arg(long)]
-    qemu_root: Option<PathBuf>,
-    /// The guest kernel (default: $POSTCOPY_GUEST or target/guest/postcopy-guest.elf).
-    #[arg(long)]
-    kernel: Option<PathBuf>,
+    #[command(flatten)]
+    local: QemuArgs,
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = 256)]
     memory: u64,
@@ -162,80 +158,93 @@ struct MigrateArgs {
     auto_recover: Option<u64>,
 }
 
-fn parse_trigger(s: &str) -> Result<Trigger, String> {
+/// The local QEMUs and their guest (`postcopy migrate`, `postcopy bench`).
+#[derive(Args, Debug)]
+pub(crate) struct QemuArgs {
+    /// QEMU binary for local QEMUs.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub(crate) qemu: PathBuf,
+    /// A QEMU extracted from .deb files (root of the tree): sets QEMU_MODULE_DIR and -L.
+    #[arg(long)]
+    pub(crate) qemu_root: Option<PathBuf>,
+    /// The guest kernel (default: $POSTCOPY_GUEST or target/guest/postcopy-guest.elf).
+    #[arg(long)]
+    pub(crate) kernel: Option<PathBuf>,
+}
+
+impl QemuArgs {
+    /// The guest kernel to boot; it must exist.
+    pub(crate) fn kernel(&self) -> Result<PathBuf, CliError> {
+        let kernel = self.kernel.clone().unwrap_or_else(default_kernel);
+        if kernel.exists() {
+            Ok(kernel)
+        } else {
+            Err(CliError::NoKernel(kernel))
+        }
+    }
+}
+
+fn parse_trigger(s: &str) -> Result<Trigger, ArgError> {
+    let number = |n: &str| n.parse().map_err(|_| ArgError::Number(n.to_string()));
     match s {
         "postcopy" => Ok(Trigger::Postcopy),
         "dst-running" => Ok(Trigger::DestinationRunning),
         _ => {
             if let Some(n) = s.strip_prefix("iteration:") {
-                n.parse()
-                    .map(Trigger::Iteration)
-                    .map_err(|e| format!("{s}: {e}"))
+                number(n).map(Trigger::Iteration)
             } else if let Some(n) = s.strip_prefix("ms:") {
-                n.parse()
-                    .map(Trigger::AfterMs)
-                    .map_err(|e| format!("{s}: {e}"))
+                number(n).map(Trigger::AfterMs)
             } else {
-                Err(format!(
-                    "unknown trigger '{s}' (postcopy, dst-running, iteration:N, ms:N)"
-                ))
+                Err(ArgError::Trigger(s.to_string()))
             }
         }
     }
 }
 
-fn parse_kill(s: &str) -> Result<(Side, Trigger), String> {
+fn parse_kill(s: &str) -> Result<(Side, Trigger), ArgError> {
     let (who, at) = s
         .split_once('@')
-        .ok_or("expected SIDE@TRIGGER, e.g. dst@postcopy")?;
+        .ok_or(ArgError::Shape("SIDE@TRIGGER, e.g. dst@postcopy"))?;
     let side = match who {
         "src" => Side::Src,
         "dst" => Side::Dst,
-        _ => return Err(format!("unknown side '{who}' (src or dst)")),
+        _ => return Err(ArgError::Side(who.to_string())),
     };
     Ok((side, parse_trigger(at)?))
 }
 
-fn parse_abort(s: &str) -> Result<(u32, Trigger), String> {
+fn parse_abort(s: &str) -> Result<(u32, Trigger), ArgError> {
     let (flags, at) = s
         .split_once('@')
-        .ok_or("expected FLAGS@TRIGGER, e.g. 1@postcopy")?;
+        .ok_or(ArgError::Shape("FLAGS@TRIGGER, e.g. 1@postcopy"))?;
     Ok((parse_u32(flags)?, parse_trigger(at)?))
 }
 
-fn parse_u32(s: &str) -> Result<u32, String> {
+fn parse_u32(s: &str) -> Result<u32, ArgError> {
     let r = if let Some(h) = s.strip_prefix("0x") {
         u32::from_str_radix(h, 16)
     } else {
         s.parse()
     };
-    r.map_err(|e| format!("not a number: {s} ({e})"))
+    r.map_err(|_| ArgError::Number(s.to_string()))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Replay { file, trace } => replay(&file, trace),
-        Cmd::Bench(a) => bench::main(*a),
-        Cmd::ImportLibvirtLog(a) => import::main(*a),
-        Cmd::Migrate(a) => match migrate(*a) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("postcopy: {e}");
-                ExitCode::from(2)
-            }
-        },
-    }
+    let (command, result) = match cli.cmd {
+        Cmd::Replay { file, trace } => ("replay", replay(&file, trace)),
+        Cmd::Bench(a) => ("bench", bench::main(*a)),
+        Cmd::ImportLibvirtLog(a) => ("import-libvirt-log", import::main(*a)),
+        Cmd::Migrate(a) => ("migrate", migrate(*a)),
+    };
+    result.unwrap_or_else(|e| {
+        error::print(command, &e);
+        ExitCode::from(2)
+    })
 }
 
-fn replay(file: &Path, trace: bool) -> ExitCode {
-    let t = match postcopy_shim::load_transcript(file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("postcopy replay: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn replay(file: &Path, trace: bool) -> Result<ExitCode, CliError> {
+    let t = postcopy_shim::load_transcript(file)?;
     let mut rt = ReplayTransport::new(t);
     let (reports, err) = rt.replay_all();
     if trace {
@@ -245,7 +254,7 @@ fn replay(file: &Path, trace: bool) -> ExitCode {
     }
     if let Some(e) = err {
         eprintln!("{e}");
-        return ExitCode::from(1);
+        return Ok(ExitCode::from(1));
     }
     let outcomes: Vec<String> = reports
         .iter()
@@ -266,7 +275,7 @@ fn replay(file: &Path, trace: bool) -> ExitCode {
         file.display(),
         outcomes.join("; then ")
     );
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn qemu_version(bin: &Path, env: &[(String, String)]) -> String {
@@ -286,7 +295,7 @@ fn qemu_version(bin: &Path, env: &[(String, String)]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
+fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
     let mut flags = if a.no_live { 0 } else { VIR_MIGRATE_LIVE };
     if a.postcopy {
         flags |= VIR_MIGRATE_POSTCOPY;
@@ -303,15 +312,9 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         return attach(&a, s, d, u, flags);
     }
 
-    let (env, _) = postcopy_tools::qemu::extracted_qemu(a.qemu_root.as_deref());
-    let version = qemu_version(&a.qemu, &env);
-    let kernel = a.kernel.clone().unwrap_or_else(default_kernel);
-    if !kernel.exists() {
-        return Err(format!(
-            "guest kernel {} not found: build it with qemu-fixtures/guest/build.sh target/guest",
-            kernel.display()
-        ));
-    }
+    let (env, _) = postcopy_tools::qemu::extracted_qemu(a.local.qemu_root.as_deref());
+    let version = qemu_version(&a.local.qemu, &env);
+    let kernel = a.local.kernel()?;
     let mut faults = Vec::new();
     if let Some(secs) = a.start_postcopy_after {
         faults.push(Fault::Call {
@@ -358,8 +361,8 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("postcopy-{}", std::process::id())));
     let plan = Plan {
-        qemu: a.qemu.clone(),
-        qemu_root: a.qemu_root.clone(),
+        qemu: a.local.qemu.clone(),
+        qemu_root: a.local.qemu_root.clone(),
         kernel,
         memory_mib: a.memory,
         guest: a.guest.clone(),
@@ -396,12 +399,12 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
     if progress {
         eprintln!("waiting for the guest to fill its memory ({})", a.guest);
     }
-    let res = scenario::run(plan).map_err(|e| e.to_string())?;
+    let res = scenario::run(plan)?;
     let out = scenario_json(&res);
     if a.json {
         println!("{out}");
     } else {
-        print_human(&out);
+        human::print(&out);
     }
     for (qmp, pid) in &res.left_running {
         eprintln!("left running for recovery: QEMU pid {pid:?}, QMP socket {qmp}");
@@ -421,7 +424,7 @@ fn attach(
     dst: &str,
     uri: &str,
     flags: u32,
-) -> Result<ExitCode, String> {
+) -> Result<ExitCode, CliError> {
     let req = MigrateRequest {
         flags,
         uri: uri.to_string(),
@@ -438,15 +441,20 @@ fn attach(
         append: false,
         epoch: None,
     });
-    let run =
-        run::migrate(src, dst, req, spec.as_ref(), Hooks::default()).map_err(|e| e.to_string())?;
+    let flags = req.flags;
+    let opts = MigrateOptions {
+        record: spec,
+        ..MigrateOptions::default()
+    };
+    let (src, dst) = (Domain::open_qmp(src), Domain::open_qmp(dst));
+    let run = api::migrate_with(&src, &dst, req, opts).map_err(CliError::Migrate)?;
     let mut out = Map::new();
-    report_json(&mut out, &run.report);
+    report_json(&mut out, &run.report, flags);
     let out = Value::Object(out);
     if a.json {
         println!("{out}");
     } else {
-        print_human(&out);
+        human::print(&out);
     }
     Ok(if run.report.result.is_ok() {
         ExitCode::SUCCESS
@@ -455,7 +463,9 @@ fn attach(
     })
 }
 
-fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report) {
+fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report, flags: u32) {
+    out.insert("flags".into(), json!(flags));
+    out.insert("flag_names".into(), json!(flag_names(flags)));
     match &rep.result {
         Ok(o) => {
             out.insert("result".into(), json!("completed"));
@@ -500,16 +510,18 @@ fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report
 
 fn scenario_json(res: &ScenarioResult) -> Value {
     let mut out = Map::new();
+    let flags_of = |i: usize| res.requests.get(i).map_or(0, |r| r.flags);
     if let Some(last) = res.last() {
-        report_json(&mut out, last);
+        report_json(&mut out, last, flags_of(res.runs.len() - 1));
     }
     if res.runs.len() > 1 {
         let calls: Vec<Value> = res
             .runs
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let mut m = Map::new();
-                report_json(&mut m, r);
+                report_json(&mut m, r, flags_of(i));
                 m.remove("stats");
                 Value::Object(m)
             })
@@ -552,41 +564,4 @@ fn scenario_json(res: &ScenarioResult) -> Value {
         out.insert("warnings".into(), json!(res.warnings));
     }
     Value::Object(out)
-}
-
-fn print_human(v: &Value) {
-    let g = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
-    println!("migration: {}", g("result").as_str().unwrap_or("?"));
-    if let Some(e) = v.get("error") {
-        println!(
-            "  error: {}",
-            e.get("message").and_then(Value::as_str).unwrap_or("")
-        );
-    }
-    println!("  flags: {}", g("flags"));
-    if let Some(s) = v.get("switch_requested").filter(|s| !s.is_null()) {
-        println!(
-            "  post-copy requested by {} at pass {}",
-            s["by"].as_str().unwrap_or(""),
-            s["pass"]
-        );
-    }
-    println!("  went through post-copy: {}", g("postcopy"));
-    println!("  source: {}", v["source"]["state"].as_str().unwrap_or(""));
-    println!(
-        "  destination: {}",
-        v["destination"]["state"].as_str().unwrap_or("")
-    );
-    if let Some(Value::Object(st)) = v.get("stats") {
-        println!("  job statistics:");
-        for (k, val) in st {
-            println!("    {k:<28} {val}");
-        }
-    }
-    if let Some(gst) = v.get("guest") {
-        println!("  guest on destination: {gst}");
-    }
-    if let Some(c) = v.get("api_calls") {
-        println!("  api calls: {c}");
-    }
 }

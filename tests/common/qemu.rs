@@ -1,0 +1,31 @@
+//! The live tests' QEMUs. Only the tools' tests include this file (`#[path = "common/qemu.rs"]
+//! mod qemu;` beside `mod common;`): the core's tests share tests/common/mod.rs and do not
+//! depend on the tools crate.
+
+#![allow(dead_code)] // each test file uses what it needs
+
+use std::path::Path;
+
+use postcopy_tools::qemu::{QemuConfig, QemuPair};
+
+use crate::common::live::{guest_kernel, GUEST, GUEST_MEMORY_MIB};
+
+/// The system's qemu-system-x86_64 running our guest with this command line in `memory_mib`.
+pub fn config(guest: &str, memory_mib: u64) -> QemuConfig {
+    let kernel = guest_kernel();
+    QemuConfig::guest(
+        Path::new("qemu-system-x86_64"),
+        None,
+        &kernel,
+        guest,
+        memory_mib,
+    )
+}
+
+/// The live tests' guest on a source and a destination QEMU in `dir`, the source ready.
+pub fn start_pair(dir: &Path) -> QemuPair {
+    QemuPair::start(&config(GUEST, GUEST_MEMORY_MIB), dir).unwrap_or_else(|e| {
+        let causes = postcopy_tools::error_chain(&e).join(": ");
+        panic!("cannot start the QEMUs (ci/install-deps qemu): {causes}")
+    })
+}
