@@ -65,6 +65,7 @@ fn req(flags: u32) -> MigrateRequest {
         bandwidth_mib: Some(32),
         postcopy_bandwidth_mib: None,
         connect_uri: None,
+        switch_policy: None,
     }
 }
 

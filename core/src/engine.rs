@@ -27,6 +27,9 @@ pub enum Incoming {
     },
     /// A remark of the harness (a cut link, a killed QEMU): recorded, changes nothing.
     Note(String),
+    /// The period of a switch policy passed ([`Input::Tick`]); recorded, so a replay samples
+    /// where the recording did.
+    Tick,
     /// No more input will come (replay: the transcript ended).
     End,
 }
@@ -189,6 +192,10 @@ pub fn run_with(
         let actions = match transport.next()? {
             Incoming::End => break,
             Incoming::Note(_) => Vec::new(),
+            Incoming::Tick => match (&mut run.driver, &run.done) {
+                (Some(d), None) => d.handle(Input::Tick),
+                _ => Vec::new(),
+            },
             Incoming::Api(call) => match (&mut run.driver, &run.done) {
                 (Some(d), None) => d.handle(Input::Api(call)),
                 _ => {

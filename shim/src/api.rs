@@ -34,6 +34,7 @@ use std::thread;
 use std::time::Instant;
 
 use crate::driver::domain::{self, answer_on_destination, answer_without_job, state_after};
+use crate::driver::policy::check_policy;
 use crate::driver::vocab::{code, event, state};
 use crate::driver::{
     check_driver_flags, check_public_flags, ApiCall, ApiValue, DomainEvent, DomainState, JobStats,
@@ -411,6 +412,7 @@ impl Replay {
                 connect_uri,
                 bandwidth,
                 postcopy_bandwidth,
+                switch_policy,
                 ..
             } = r
             {
@@ -418,6 +420,7 @@ impl Replay {
                 req.connect_uri = connect_uri.clone();
                 req.bandwidth_mib = *bandwidth;
                 req.postcopy_bandwidth_mib = *postcopy_bandwidth;
+                req.switch_policy = *switch_policy;
                 requests.push(req);
             }
         }
@@ -640,7 +643,8 @@ pub fn migrate_with(
         (Target::Qmp(a), Target::Qmp(b)) => {
             // libvirt checks flags in the public API and in Begin, before any QEMU is involved.
             check_public_flags(req.flags)
-                .and_then(|_| check_driver_flags(req.flags, "qemuDomainMigrateBegin3Params"))?;
+                .and_then(|_| check_driver_flags(req.flags, "qemuDomainMigrateBegin3Params"))
+                .and_then(|_| check_policy(req.switch_policy, req.flags))?;
             Mode::Live(a.clone(), b.clone())
         }
         (

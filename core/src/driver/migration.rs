@@ -119,8 +119,10 @@ pub(super) enum Purpose {
     Main(Step),
     /// An API call made while the migration runs.
     Api(ApiCall),
-    /// VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY's own `migrate-start-postcopy`.
+    /// VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY's (or our switch policy's) `migrate-start-postcopy`.
     AutoSwitch,
+    /// Our switch policy's sample (`query-migrate`).
+    Policy,
 }
 
 /// What the driver sends with a command and gets back with its reply: why it sent it. Only the
@@ -173,6 +175,8 @@ pub struct Migration {
     pub(super) switchover: Switchover,
     /// libvirt's priv->migrationRecoverSetup: QEMU (9.1+) reported postcopy-recover-setup.
     pub(super) recover_setup_seen: bool,
+    /// Our switch policy's samples (docs/driver-behaviour.md §7.1).
+    pub(super) policy: super::policy::PolicyState,
 }
 
 pub(super) fn qemu_cmd_error(command: &Command, e: &QmpError) -> VirError {
@@ -212,6 +216,7 @@ impl Migration {
             dst_version: versions.dst,
             switchover: Switchover::NotReached,
             recover_setup_seen: false,
+            policy: Default::default(),
         }
     }
 
@@ -274,6 +279,7 @@ impl Migration {
             Input::Event { side, name, data } => self.on_event(side, &name, &data, &mut out),
             Input::Api(call) => self.on_api(call, &mut out),
             Input::Closed { side, reason } => self.on_closed(side, reason, &mut out),
+            Input::Tick => self.on_tick(&mut out),
         }
         self.advance(&mut out);
         out
@@ -356,6 +362,7 @@ impl Migration {
                 }
             }
             Purpose::Api(call) => self.on_api_reply(call, &command, result, out),
+            Purpose::Policy => self.on_policy_reply(result, out),
             Purpose::AutoSwitch => {
                 if let Err(e) = result {
                     out.push(Action::Warn(format!(
@@ -458,6 +465,7 @@ impl Migration {
     fn begin(&mut self, out: &mut Vec<Action>) {
         if let Err(e) = check_public_flags(self.req.flags)
             .and_then(|_| check_driver_flags(self.req.flags, "qemuDomainMigrateBegin3Params"))
+            .and_then(|_| super::policy::check_policy(self.req.switch_policy, self.req.flags))
         {
             return self.finish_early(e, out);
         }

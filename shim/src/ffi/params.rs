@@ -7,6 +7,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void};
 use virt_sys::{virTypedParameter, virTypedParameterPtr};
 
 use super::{entry, invalid, null_arg, string};
+use crate::driver::policy::{self, SwitchPolicy};
 use crate::driver::vocab::{code, param};
 use crate::driver::{JobStats, MigrateRequest, VirError};
 
@@ -56,6 +57,7 @@ pub(super) unsafe fn migrate_request(
         unsafe { std::slice::from_raw_parts(params, nparams as usize) }
     };
     let (mut uri, mut bw, mut pbw) = (None, None, None);
+    let (mut switch_policy, mut rtt) = (None, None);
     for (i, p) in list.iter().enumerate() {
         let Some(end) = p.field.iter().position(|&c| c == 0) else {
             return Err(invalid(format!("parameter {i} has no NUL-terminated name")));
@@ -90,6 +92,18 @@ pub(super) unsafe fn migrate_request(
             expect(virt_sys::VIR_TYPED_PARAM_ULLONG)?;
             // SAFETY: the type says the union holds `ul`.
             pbw = Some(unsafe { p.value.ul });
+        } else if name == policy::PARAM_SWITCH_POLICY {
+            expect(virt_sys::VIR_TYPED_PARAM_STRING)?;
+            // SAFETY: the type says the union holds `s`.
+            let s = unsafe { p.value.s };
+            // SAFETY: a string parameter holds NULL or a NUL-terminated string (virTypedParameter).
+            switch_policy = Some(
+                unsafe { string(s, "LPC_MIGRATE_PARAM_SWITCH_POLICY", function) }?.to_string(),
+            );
+        } else if name == policy::PARAM_SWITCH_POLICY_RTT {
+            expect(virt_sys::VIR_TYPED_PARAM_ULLONG)?;
+            // SAFETY: the type says the union holds `ul`.
+            rtt = Some(unsafe { p.value.ul });
         } else {
             return Err(VirError::new(
                 code::ARGUMENT_UNSUPPORTED,
@@ -105,6 +119,19 @@ pub(super) unsafe fn migrate_request(
     let mut req = MigrateRequest::new(flags, uri);
     req.bandwidth_mib = bw;
     req.postcopy_bandwidth_mib = pbw;
+    req.switch_policy = match (switch_policy, rtt) {
+        (Some(name), rtt) => {
+            Some(SwitchPolicy::parse(&name, rtt).map_err(|e| invalid(e.to_string()))?)
+        }
+        (None, Some(_)) => {
+            return Err(invalid(format!(
+                "parameter '{}' requires '{}'",
+                policy::PARAM_SWITCH_POLICY_RTT,
+                policy::PARAM_SWITCH_POLICY
+            )))
+        }
+        (None, None) => None,
+    };
     Ok(req)
 }
 

@@ -82,6 +82,7 @@ enum LoopMsg {
     Eof(Side, String),
     Api(ApiCall, Sender<Result<ApiValue, VirError>>),
     Note(String),
+    Tick,
 }
 
 /// A handle another thread uses to call the API while `migrate` blocks.
@@ -224,6 +225,18 @@ impl LiveTransport {
         self.on_stop = Some(Box::new(f));
     }
 
+    /// Feeds the loop an [`Incoming::Tick`] every `period` (a switch policy's samples,
+    /// docs/driver-behaviour.md §7.1). The ticking thread ends with the loop.
+    pub fn tick_every(&mut self, period: Duration) {
+        let tx = self.tx.clone();
+        thread::spawn(move || loop {
+            thread::sleep(period);
+            if tx.send(LoopMsg::Tick).is_err() {
+                return;
+            }
+        });
+    }
+
     fn elapsed(&self) -> Duration {
         self.stats.started.map(|s| s.elapsed()).unwrap_or_default()
     }
@@ -247,6 +260,7 @@ impl Transport for LiveTransport {
             LoopMsg::Line(side, line) => Incoming::Line { side, line },
             LoopMsg::Eof(side, reason) => Incoming::Closed { side, reason },
             LoopMsg::Note(text) => Incoming::Note(text),
+            LoopMsg::Tick => Incoming::Tick,
             LoopMsg::Api(call, reply) => {
                 self.waiting.push((call.clone(), reply));
                 Incoming::Api(call)

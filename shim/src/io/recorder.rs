@@ -112,6 +112,7 @@ impl<T: Transport> Transport for Recorder<T> {
                 t,
                 text: text.clone(),
             })?,
+            Incoming::Tick => self.write(&Record::Tick { t })?,
             Incoming::End => {}
         }
         Ok(inc)

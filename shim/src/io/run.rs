@@ -16,6 +16,10 @@ use crate::transcript::format::QemuVersions;
 use crate::transcript::format::MAGIC;
 use crate::transcript::{Header, FORMAT_VERSION};
 
+/// How often a switch policy samples `query-migrate` (docs/driver-behaviour.md §7.1): QEMU
+/// refreshes its rate about every 100 ms.
+pub const POLICY_TICK: Duration = Duration::from_millis(100);
+
 /// Where the transcript goes and what it says about itself.
 #[derive(Debug, Clone)]
 pub struct RecordSpec {
@@ -106,6 +110,7 @@ pub fn header(
         postcopy_bandwidth: req.postcopy_bandwidth_mib,
         connect_uri: req.connect_uri.clone(),
         description,
+        switch_policy: req.switch_policy,
     }
 }
 
@@ -145,6 +150,9 @@ pub(crate) fn migrate(
     let src = connect(src_qmp)?;
     let dst = connect(dst_qmp)?;
     let mut live = LiveTransport::new(src, dst);
+    if req.switch_policy.is_some() {
+        live.tick_every(POLICY_TICK);
+    }
     if let Some(f) = hooks.on_event {
         live.on_event(f);
     }
