@@ -132,6 +132,25 @@ impl ReplayTransport {
     }
 }
 
+impl ReplayTransport {
+    /// A switch policy's sample: counted on one trace line until something else is traced.
+    fn count_policy_sample(&mut self) {
+        const LINE: &str = "switch policy sampled query-migrate x";
+        if let Some(n) = self
+            .trace
+            .last()
+            .and_then(|l| l.strip_prefix(LINE))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            if let Some(last) = self.trace.last_mut() {
+                *last = format!("{LINE}{}", n + 1);
+            }
+        } else {
+            self.trace.push(format!("{LINE}1"));
+        }
+    }
+}
+
 /// What one record means for the engine: input for it, or nothing (checked or noted).
 type Step = Result<Option<Incoming>, EngineError>;
 
@@ -301,7 +320,9 @@ impl Transport for ReplayTransport {
             && msg.get("execute").and_then(Value::as_str) == Some(Command::QueryMigrate.name());
         let is_poll = query && (self.poll_pending || self.tick_pending);
         if is_poll {
-            if !self.tick_pending {
+            if self.tick_pending {
+                self.count_policy_sample();
+            } else {
                 self.poll_pending = false;
             }
             if let Some(id) = msg.get("id").and_then(Value::as_str) {
