@@ -259,3 +259,102 @@ pub unsafe extern "C" fn lpc_typed_params_free(params: virTypedParameterPtr, npa
         Ok(())
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests state their expectations by panicking
+mod tests {
+    use std::ffi::CString;
+
+    use super::*;
+    use crate::driver::vocab::{VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY};
+
+    fn string_param(name: &str, value: &CString) -> virTypedParameter {
+        // SAFETY: an all-zero virTypedParameter is valid (empty name, integer 0).
+        let mut p: virTypedParameter = unsafe { std::mem::zeroed() };
+        p.field = field(name).unwrap();
+        p.type_ = virt_sys::VIR_TYPED_PARAM_STRING as c_int;
+        p.value.s = value.as_ptr() as *mut c_char;
+        p
+    }
+
+    fn ullong_param(name: &str, value: u64) -> virTypedParameter {
+        // SAFETY: as above.
+        let mut p: virTypedParameter = unsafe { std::mem::zeroed() };
+        p.field = field(name).unwrap();
+        p.type_ = virt_sys::VIR_TYPED_PARAM_ULLONG as c_int;
+        p.value.ul = value;
+        p
+    }
+
+    fn request(list: &mut [virTypedParameter]) -> Result<MigrateRequest, VirError> {
+        // SAFETY: `list` holds `len` initialised parameters whose strings outlive the call.
+        unsafe {
+            migrate_request(
+                list.as_mut_ptr(),
+                list.len() as c_int,
+                VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY,
+                "lpc_domain_migrate",
+            )
+        }
+    }
+
+    #[test]
+    fn our_switch_policy_parameters() {
+        let uri = CString::new("tcp:127.0.0.1:4444").unwrap();
+        let adaptive = CString::new("adaptive").unwrap();
+        let r = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            string_param(policy::PARAM_SWITCH_POLICY, &adaptive),
+            ullong_param(policy::PARAM_SWITCH_POLICY_RTT, 300),
+        ])
+        .unwrap();
+        assert_eq!(
+            r.switch_policy,
+            Some(SwitchPolicy::Adaptive { rtt_us: 300 })
+        );
+
+        let half = CString::new("half-pass").unwrap();
+        let e = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            string_param(policy::PARAM_SWITCH_POLICY, &half),
+            ullong_param(policy::PARAM_SWITCH_POLICY_RTT, 300),
+        ])
+        .unwrap_err();
+        assert_eq!(e.code, code::INVALID_ARG);
+        assert_eq!(
+            e.message(),
+            "invalid argument: a round-trip time is a parameter of the 'adaptive' switch policy only, not of 'half-pass'"
+        );
+
+        let eager = CString::new("eager").unwrap();
+        let e = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            string_param(policy::PARAM_SWITCH_POLICY, &eager),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid argument: unknown switch policy 'eager' (expected 'adaptive' or 'half-pass')"
+        );
+
+        let e = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            ullong_param(policy::PARAM_SWITCH_POLICY_RTT, 300),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid argument: parameter 'lpc.switch_policy.rtt' requires 'lpc.switch_policy'"
+        );
+
+        let e = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            ullong_param(policy::PARAM_SWITCH_POLICY, 1),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid argument: invalid type 'ullong' for parameter 'lpc.switch_policy', expected 'string'"
+        );
+    }
+}
