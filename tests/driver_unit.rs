@@ -1259,3 +1259,69 @@ fn per_side_values_are_indexed_by_side() {
     );
     assert_eq!(p.map(|side, v| format!("{}:{v}", side.tag())).src, "src:a");
 }
+
+// ---- failure in post-copy, per side and once (issue 12 items 1-2, §10.2) ----
+
+#[test]
+fn a_failed_resume_reports_the_destination_failure_once() {
+    let mut f = resumed(None);
+    // QEMU 10.0 (the fake's version) says nothing before `migrate` is answered: the driver is in
+    // the destination's Finish already.
+    f.status(Side::Src, "postcopy-recover");
+    f.status(Side::Src, "postcopy-paused");
+    assert!(f.done.is_none(), "Finish waits on the destination: {:?}", f.done);
+    f.status(Side::Dst, "postcopy-paused");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_FAILED,
+            "operation failed: job 'migration in' failed in post-copy phase".to_string()
+        )
+    );
+    // The source left the failure (postcopy-recover) and failed again; the destination never
+    // left postcopy-paused: qemuMigrationDstPostcopyFailed returns early, no second event.
+    assert_eq!(
+        f.lifecycle(Side::Src),
+        ["SUSPENDED_POSTCOPY", "SUSPENDED_POSTCOPY_FAILED"]
+    );
+    assert_eq!(f.lifecycle(Side::Dst), Vec::<&str>::new());
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+}
+
+#[test]
+fn a_source_postcopy_paused_during_finish_fails_only_the_source() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.through_switch();
+    assert_eq!(f.count("cont"), 1, "Finish started the guest on the destination");
+    f.status(Side::Src, "postcopy-paused");
+    assert!(f.done.is_none(), "the destination's Finish decides: {:?}", f.done);
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(f.m.view(Side::Src).phase, Phase::PostcopyFailed);
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY)
+    );
+    // Then the destination's own monitor reports the failure: its Finish fails.
+    f.status(Side::Dst, "postcopy-paused");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(e.detail, "job 'migration in' failed in post-copy phase");
+    assert_eq!(
+        f.lifecycle(Side::Src)
+            .iter()
+            .filter(|e| **e == "SUSPENDED_POSTCOPY_FAILED")
+            .count(),
+        1
+    );
+    assert_eq!(
+        f.lifecycle(Side::Dst),
+        ["STARTED_MIGRATED", "RESUMED_POSTCOPY", "RESUMED_POSTCOPY_FAILED"]
+    );
+}

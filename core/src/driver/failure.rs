@@ -172,12 +172,25 @@ impl Migration {
         out.push(Action::Done(Err(e)));
     }
 
-    fn mark_postcopy_failed(&mut self, side: Side, out: &mut Vec<Action>) {
+    /// qemuMigrationSrcPostcopyFailed / qemuMigrationDstPostcopyFailed on one side: once per
+    /// failure. A side already failed in post-copy (`asyncPaused`, or its state says so, libvirt's
+    /// virDomainObjIsFailedPostcopy) keeps its state and emits nothing again: a recovery that fails
+    /// before QEMU left `postcopy-paused` on that side is the same failure.
+    pub(super) fn mark_postcopy_failed(&mut self, side: Side, out: &mut Vec<Action>) {
         let v = &mut self.sides[side];
-        if v.phase == Phase::PostcopyFailed || !v.active {
+        if !v.active {
             return;
         }
         v.phase = Phase::PostcopyFailed;
+        let failed_state = matches!(
+            (v.state.state, v.state.reason),
+            (state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+                | (state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+        );
+        if v.async_paused || failed_state {
+            v.async_paused = true;
+            return;
+        }
         v.async_paused = true;
         match side {
             Side::Src => {
