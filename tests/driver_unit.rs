@@ -50,6 +50,7 @@ struct Fake {
     done: Option<Result<Outcome, VirError>>,
     stopped: Vec<Side>,
     milestones: Vec<Milestone>,
+    warnings: Vec<String>,
     status: [&'static str; 2],
     src_caps: Vec<&'static str>,
     dst_caps: Vec<&'static str>,
@@ -82,6 +83,7 @@ impl Fake {
             done: None,
             stopped: Vec::new(),
             milestones: Vec::new(),
+            warnings: Vec::new(),
             status: ["none", "none"],
             src_caps,
             dst_caps,
@@ -168,7 +170,7 @@ impl Fake {
                 Action::ApiReturn { call, result } => self.api.push((call, result)),
                 Action::StopQemu { side } => self.stopped.push(side),
                 Action::Milestone(m) => self.milestones.push(m),
-                Action::Warn(_) => {}
+                Action::Warn(w) => self.warnings.push(w),
                 Action::Done(r) => self.done = Some(r),
             }
         }
@@ -1324,4 +1326,30 @@ fn a_source_postcopy_paused_during_finish_fails_only_the_source() {
         f.lifecycle(Side::Dst),
         ["STARTED_MIGRATED", "RESUMED_POSTCOPY", "RESUMED_POSTCOPY_FAILED"]
     );
+}
+
+#[test]
+fn qemu_11_1_postcopy_device_is_a_known_status_that_waits_on() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    let sent = f.sent.len();
+    f.status(Side::Src, "postcopy-device");
+    f.status(Side::Dst, "postcopy-device");
+    assert_eq!(f.warnings, Vec::<String>::new(), "mapped silently, like device");
+    assert_eq!(
+        f.m.view(Side::Src).status,
+        Some(postcopy_core::driver::MigStatus::PostcopyDevice)
+    );
+    assert_eq!(f.sent.len(), sent, "nothing is sent for it");
+    assert_eq!(f.m.view(Side::Src).phase, Phase::Perform3, "the wait goes on");
+    assert_eq!(
+        postcopy_core::driver::MigStatus::PostcopyDevice.job_type(),
+        job::UNBOUNDED
+    );
+    f.status(Side::Dst, "postcopy-active");
+    f.status(Side::Src, "postcopy-active");
+    assert_eq!(f.count("cont"), 1);
 }
