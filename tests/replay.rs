@@ -252,12 +252,17 @@ fn a_source_only_postcopy_paused_fails_only_the_source() {
     }
     let events: Vec<&String> = trace.iter().filter(|l| l.contains(" event ")).collect();
     assert_eq!(
-        events.iter().filter(|l| l.ends_with("SUSPENDED_POSTCOPY_FAILED")).count(),
+        events
+            .iter()
+            .filter(|l| l.ends_with("SUSPENDED_POSTCOPY_FAILED"))
+            .count(),
         1,
         "{trace:#?}"
     );
     assert!(
-        !trace.iter().any(|l| l.starts_with("dst event") && l.contains("POSTCOPY_FAILED")),
+        !trace
+            .iter()
+            .any(|l| l.starts_with("dst event") && l.contains("POSTCOPY_FAILED")),
         "the destination reported nothing: {trace:#?}"
     );
 }

@@ -66,7 +66,7 @@ impl Migration {
                 }
                 // The call ends where the source's own wait runs; during Finish the destination
                 // decides from its own monitor (docs/driver-behaviour.md §10.2).
-                if !matches!(self.step, Step::Finish(_))
+                if !matches!(self.step, Step::Finish(_) | Step::Cleanup(_))
                     && (self.step >= Step::Wait(Wait::Stats) || self.entered_postcopy)
                 {
                     self.postcopy_failed(out);

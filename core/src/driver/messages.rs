@@ -109,6 +109,12 @@ pub enum Input {
         side: Side,
         reason: String,
     },
+    /// The call's overall deadline `limit` passed (a live transport's clock): cancel before
+    /// post-copy, pause and leave recoverable after (docs/driver-behaviour.md §10.4). A second
+    /// one (the grace period for that cleanup) ends the call where it is.
+    Deadline {
+        limit: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

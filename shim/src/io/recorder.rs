@@ -112,6 +112,10 @@ impl<T: Transport> Transport for Recorder<T> {
                 t,
                 text: text.clone(),
             })?,
+            Incoming::Deadline { limit } => self.write(&Record::Note {
+                t,
+                text: postcopy_core::transcript::deadline_note(*limit),
+            })?,
             Incoming::End => {}
         }
         Ok(inc)
