@@ -49,6 +49,7 @@ fn plan(name: &str, flags: u32, faults: Vec<Fault>, recovery: Recovery) -> Plan 
         api_before: false,
         api_after: false,
         verify_timeout: Duration::from_secs(40),
+        deadline: None,
         on_event: None,
     }
 }

@@ -32,6 +32,11 @@ pub enum Incoming {
     Tick,
     /// No more input will come (replay: the transcript ended).
     End,
+    /// The call's overall deadline `limit` passed (a live transport's clock; then once more when
+    /// the grace period for the cleanup passed): docs/driver-behaviour.md §10.4.
+    Deadline {
+        limit: std::time::Duration,
+    },
 }
 
 /// The first point where the shim and a recording disagree (a replaying transport reports it).
@@ -205,6 +210,16 @@ pub fn run_with(
                 }
             },
             Incoming::Closed { side, reason } => run.closed(side, reason)?,
+            Incoming::Deadline { limit } => match (&mut run.driver, &run.done) {
+                (Some(d), None) => d.handle(Input::Deadline { limit }),
+                (None, _) => {
+                    return Err(EngineError::transport_ended(format!(
+                        "migration deadline of {} s passed before both QMP monitors were ready",
+                        limit.as_secs_f64()
+                    )))
+                }
+                _ => Vec::new(),
+            },
             Incoming::Line { side, line } => run.line(side, &line, transport)?,
         };
         run.execute(actions, transport)?;

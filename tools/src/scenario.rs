@@ -88,6 +88,8 @@ pub struct Plan {
     pub verify_timeout: Duration,
     /// Called for every domain event (progress display).
     pub on_event: Option<EventCallback>,
+    /// Each migrate call's overall deadline (None: the API's default, 10 minutes).
+    pub deadline: Option<Duration>,
 }
 
 /// A domain-event callback shared by every migrate call of a scenario.
@@ -445,6 +447,7 @@ fn run_once(
         on_event: Some(on_event),
         on_stop: Some(on_stop),
         job_started: Some(job_tx),
+        deadline: plan.deadline,
     };
     let migration = api::migrate_with(src, dst, req.clone(), opts);
     done.store(true, Ordering::SeqCst);

@@ -116,6 +116,12 @@ pub enum Input {
     /// Time passed (the io layer's period, docs/driver-behaviour.md §7.1): a switch policy samples
     /// `query-migrate`. Fed only when the request has a policy; the driver has no clock.
     Tick,
+    /// The call's overall deadline `limit` passed (a live transport's clock): cancel before
+    /// post-copy, pause and leave recoverable after (docs/driver-behaviour.md §10.4). A second
+    /// one (the grace period for that cleanup) ends the call where it is.
+    Deadline {
+        limit: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

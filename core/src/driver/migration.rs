@@ -107,6 +107,8 @@ pub(super) enum Confirm {
 pub(super) enum Cleanup {
     Query,
     Cancel,
+    /// qemuMigrationSrcCancel waits until QEMU's migration left `cancelling`.
+    WaitCancelled,
     ResetCaps,
     ResetParams,
     Cont,
@@ -123,6 +125,11 @@ pub(super) enum Purpose {
     AutoSwitch,
     /// Our switch policy's sample (`query-migrate`).
     Policy,
+    /// VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY on QEMU > 10.0: the `query-migrate` that tells whether
+    /// the first full pre-copy pass is done (docs/driver-behaviour.md §7).
+    FirstPassProbe,
+    /// The deadline passed in post-copy: `migrate-pause` (docs/driver-behaviour.md §10.4).
+    DeadlinePause,
 }
 
 /// What the driver sends with a command and gets back with its reply: why it sent it. Only the
@@ -172,6 +179,11 @@ pub struct Migration {
     /// virDomainAbortJob came before `migrate` was answered.
     pub(super) abort_requested: bool,
     pub(super) dst_version: (u64, u64, u64),
+    pub(super) src_version: (u64, u64, u64),
+    /// A FirstPassProbe is on its way.
+    pub(super) probe_pending: bool,
+    /// The call's deadline passed once (the next expiry ends the call where it is).
+    pub(super) deadline_passed: bool,
     pub(super) switchover: Switchover,
     /// libvirt's priv->migrationRecoverSetup: QEMU (9.1+) reported postcopy-recover-setup.
     pub(super) recover_setup_seen: bool,
@@ -214,6 +226,9 @@ impl Migration {
             error: None,
             abort_requested: false,
             dst_version: versions.dst,
+            src_version: versions.src,
+            probe_pending: false,
+            deadline_passed: false,
             switchover: Switchover::NotReached,
             recover_setup_seen: false,
             policy: Default::default(),
@@ -280,6 +295,7 @@ impl Migration {
             Input::Api(call) => self.on_api(call, &mut out),
             Input::Closed { side, reason } => self.on_closed(side, reason, &mut out),
             Input::Tick => self.on_tick(&mut out),
+            Input::Deadline { limit } => self.on_deadline(limit, &mut out),
         }
         self.advance(&mut out);
         out
@@ -353,9 +369,12 @@ impl Migration {
     ) {
         match ticket.purpose {
             Purpose::Main(step) => {
-                if self.awaiting == Some(ticket.seq) {
-                    self.awaiting = None;
+                if self.awaiting != Some(ticket.seq) {
+                    // A step the driver left (a failure started the cleanup meanwhile): its late
+                    // reply changes nothing.
+                    return;
                 }
+                self.awaiting = None;
                 match result {
                     Ok(value) => self.on_main_reply(step, &value, out),
                     Err(e) => self.on_main_error(step, qemu_cmd_error(&command, &e), out),
@@ -363,6 +382,15 @@ impl Migration {
             }
             Purpose::Api(call) => self.on_api_reply(call, &command, result, out),
             Purpose::Policy => self.on_policy_reply(result, out),
+            Purpose::FirstPassProbe => self.on_first_pass_probe(result, out),
+            Purpose::DeadlinePause => {
+                if let Err(e) = result {
+                    out.push(Action::Warn(format!(
+                        "pausing post-copy at the deadline failed: {}",
+                        e.desc
+                    )));
+                }
+            }
             Purpose::AutoSwitch => {
                 if let Err(e) = result {
                     out.push(Action::Warn(format!(

@@ -59,6 +59,7 @@
 //! events), `job` (API calls on the job), `flags` (flag checks), `domain` (the domain object's
 //! rules), `params` and `stats` (what QEMU is told and what it reports).
 
+mod deadline;
 mod destination;
 pub mod domain;
 mod events;

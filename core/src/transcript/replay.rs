@@ -201,7 +201,8 @@ impl ReplayTransport {
             }
             Record::Note { text, .. } => {
                 self.trace.push(format!("# {text}"));
-                Ok(None)
+                // The live transport's deadline is recorded as a note; it is input to the driver.
+                Ok(super::deadline_from_note(&text).map(|limit| Incoming::Deadline { limit }))
             }
             Record::Migrate {
                 flags,

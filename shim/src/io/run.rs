@@ -40,7 +40,6 @@ pub type EventHook = Box<dyn FnMut(Side, &DomainEvent) + Send>;
 pub type StopHook = Box<dyn FnMut(Side) + Send>;
 
 /// Hooks of a live run, all optional.
-#[derive(Default)]
 pub(crate) struct Hooks {
     /// Called on the loop thread for every domain event. Must not block on the controller.
     pub(crate) on_event: Option<EventHook>,
@@ -48,11 +47,15 @@ pub(crate) struct Hooks {
     pub(crate) on_stop: Option<StopHook>,
     /// Receives the controller as soon as the loop exists (for API calls from other threads).
     pub(crate) controller: Option<Sender<Controller>>,
+    /// The call's overall deadline (docs/driver-behaviour.md §10.4).
+    pub(crate) deadline: Duration,
 }
 
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hooks")
+        f.debug_struct("Hooks")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -153,6 +156,7 @@ pub(crate) fn migrate(
     if req.switch_policy.is_some() {
         live.tick_every(POLICY_TICK);
     }
+    live.set_deadline(hooks.deadline);
     if let Some(f) = hooks.on_event {
         live.on_event(f);
     }

@@ -132,6 +132,11 @@ struct MigrateArgs {
     /// Seconds to wait for the guest on the destination to verify its memory after the migration.
     #[arg(long, default_value_t = 20)]
     verify_timeout: u64,
+    /// Each migrate call's overall deadline in seconds: before post-copy the migration is then
+    /// cancelled, once the guest runs on the destination post-copy is paused and left
+    /// recoverable (never killed). Default 600.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    deadline: Option<u64>,
     /// Working directory for sockets and serial logs (default: a fresh one under /tmp).
     #[arg(long)]
     workdir: Option<PathBuf>,
@@ -406,6 +411,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
         api_before: a.api_before,
         api_after: a.api_after,
         verify_timeout: Duration::from_secs(a.verify_timeout),
+        deadline: a.deadline.map(Duration::from_secs),
         on_event: progress.then(|| {
             EventCallback(Arc::new(|side: Side, ev: &DomainEvent| {
                 eprintln!("  {} {}", side.tag(), ev.describe());
@@ -462,6 +468,7 @@ fn attach(
     let flags = req.flags;
     let opts = MigrateOptions {
         record: spec,
+        deadline: a.deadline.map(Duration::from_secs),
         ..MigrateOptions::default()
     };
     let (src, dst) = (Domain::open_qmp(src), Domain::open_qmp(dst));
