@@ -140,7 +140,9 @@ fn fixtures() -> Vec<PathBuf> {
     while let Some(d) = dirs.pop() {
         for e in std::fs::read_dir(&d).unwrap() {
             let p = e.unwrap().path();
-            if p.is_dir() {
+            if p.is_dir() && p.ends_with("mutated") {
+                continue; // edited recordings that do not complete (tests/replay.rs asserts them)
+            } else if p.is_dir() {
                 dirs.push(p);
             } else if p.extension().is_some_and(|x| x == "jsonl") {
                 out.push(p);

@@ -50,7 +50,12 @@ struct Fake {
     done: Option<Result<Outcome, VirError>>,
     stopped: Vec<Side>,
     milestones: Vec<Milestone>,
+    warnings: Vec<String>,
     status: [&'static str; 2],
+    /// `ram` of the `query-migrate` reply, when a test sets it.
+    ram: Option<Value>,
+    /// A command QEMU does not answer yet (the driver's wait stays where it is).
+    hold: Option<&'static str>,
     src_caps: Vec<&'static str>,
     dst_caps: Vec<&'static str>,
     /// Commands whose reply is an error: (side, command, desc).
@@ -65,6 +70,7 @@ fn req(flags: u32) -> MigrateRequest {
         bandwidth_mib: Some(32),
         postcopy_bandwidth_mib: None,
         connect_uri: None,
+        switch_policy: None,
     }
 }
 
@@ -82,7 +88,10 @@ impl Fake {
             done: None,
             stopped: Vec::new(),
             milestones: Vec::new(),
+            warnings: Vec::new(),
             status: ["none", "none"],
+            ram: None,
+            hold: None,
             src_caps,
             dst_caps,
             fail: Vec::new(),
@@ -120,8 +129,11 @@ impl Fake {
             "query-migrate-parameters" => {
                 json!({"tls-creds": "", "tls-hostname": "", "max-bandwidth": 134217728, "downtime-limit": 300, "max-postcopy-bandwidth": 0, "announce-max": 550})
             }
-            "query-migrate" => json!({"status": self.status[i], "total-time": 1000, "downtime": 5,
+            "query-migrate" => match &self.ram {
+                Some(ram) => json!({"status": self.status[i], "total-time": 1000, "ram": ram}),
+                None => json!({"status": self.status[i], "total-time": 1000, "downtime": 5,
                 "ram": {"total": 100, "transferred": 90, "remaining": 10, "dirty-sync-count": 3, "postcopy-requests": 7, "mbps": 8.0}}),
+            },
             _ => json!({}),
         })
     }
@@ -145,6 +157,11 @@ impl Fake {
                     command,
                     ticket,
                 } => {
+                    if self.hold == Some(command.name()) {
+                        self.sent
+                            .push((side, command.name().to_string(), command.arguments()));
+                        continue;
+                    }
                     let result = self.reply_for(side, command.name());
                     let resumes = command == Command::Cont && result.is_ok();
                     self.sent
@@ -168,7 +185,7 @@ impl Fake {
                 Action::ApiReturn { call, result } => self.api.push((call, result)),
                 Action::StopQemu { side } => self.stopped.push(side),
                 Action::Milestone(m) => self.milestones.push(m),
-                Action::Warn(_) => {}
+                Action::Warn(w) => self.warnings.push(w),
                 Action::Done(r) => self.done = Some(r),
             }
         }
@@ -216,7 +233,13 @@ impl Fake {
 
     /// Runs a migration up to the `migrate` command (the source job is in perform3).
     fn started(flags: u32) -> Fake {
+        Fake::started_on(flags, (10, 0, 2))
+    }
+
+    /// As `started`, with both QEMUs of `version`.
+    fn started_on(flags: u32, version: (u64, u64, u64)) -> Fake {
         let mut f = Fake::new(flags);
+        f.m = Migration::new(req(flags), PerSide::new(version, version));
         f.start();
         assert_eq!(
             f.count("migrate"),
@@ -1258,4 +1281,394 @@ fn per_side_values_are_indexed_by_side() {
         PerSide::new(Side::Dst, Side::Src)
     );
     assert_eq!(p.map(|side, v| format!("{}:{v}", side.tag())).src, "src:a");
+}
+
+// ---- failure in post-copy, per side and once (issue 12 items 1-2, §10.2) ----
+
+#[test]
+fn a_failed_resume_reports_the_destination_failure_once() {
+    let mut f = resumed(None);
+    // QEMU 10.0 (the fake's version) says nothing before `migrate` is answered: the driver is in
+    // the destination's Finish already.
+    f.status(Side::Src, "postcopy-recover");
+    f.status(Side::Src, "postcopy-paused");
+    assert!(
+        f.done.is_none(),
+        "Finish waits on the destination: {:?}",
+        f.done
+    );
+    f.status(Side::Dst, "postcopy-paused");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_FAILED,
+            "operation failed: job 'migration in' failed in post-copy phase".to_string()
+        )
+    );
+    // The source left the failure (postcopy-recover) and failed again; the destination never
+    // left postcopy-paused: qemuMigrationDstPostcopyFailed returns early, no second event.
+    assert_eq!(
+        f.lifecycle(Side::Src),
+        ["SUSPENDED_POSTCOPY", "SUSPENDED_POSTCOPY_FAILED"]
+    );
+    assert_eq!(f.lifecycle(Side::Dst), Vec::<&str>::new());
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+}
+
+#[test]
+fn a_source_postcopy_paused_during_finish_fails_only_the_source() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.through_switch();
+    assert_eq!(
+        f.count("cont"),
+        1,
+        "Finish started the guest on the destination"
+    );
+    f.status(Side::Src, "postcopy-paused");
+    assert!(
+        f.done.is_none(),
+        "the destination's Finish decides: {:?}",
+        f.done
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(f.m.view(Side::Src).phase, Phase::PostcopyFailed);
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY)
+    );
+    // Then the destination's own monitor reports the failure: its Finish fails.
+    f.status(Side::Dst, "postcopy-paused");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(e.detail, "job 'migration in' failed in post-copy phase");
+    assert_eq!(
+        f.lifecycle(Side::Src)
+            .iter()
+            .filter(|e| **e == "SUSPENDED_POSTCOPY_FAILED")
+            .count(),
+        1
+    );
+    assert_eq!(
+        f.lifecycle(Side::Dst),
+        [
+            "STARTED_MIGRATED",
+            "RESUMED_POSTCOPY",
+            "RESUMED_POSTCOPY_FAILED"
+        ]
+    );
+}
+
+#[test]
+fn qemu_11_1_postcopy_device_is_a_known_status_that_waits_on() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    let sent = f.sent.len();
+    f.status(Side::Src, "postcopy-device");
+    f.status(Side::Dst, "postcopy-device");
+    assert_eq!(
+        f.warnings,
+        Vec::<String>::new(),
+        "mapped silently, like device"
+    );
+    assert_eq!(
+        f.m.view(Side::Src).status,
+        Some(postcopy_core::driver::MigStatus::PostcopyDevice)
+    );
+    assert_eq!(f.sent.len(), sent, "nothing is sent for it");
+    assert_eq!(
+        f.m.view(Side::Src).phase,
+        Phase::Perform3,
+        "the wait goes on"
+    );
+    assert_eq!(
+        postcopy_core::driver::MigStatus::PostcopyDevice.job_type(),
+        job::UNBOUNDED
+    );
+    f.status(Side::Dst, "postcopy-active");
+    f.status(Side::Src, "postcopy-active");
+    assert_eq!(f.count("cont"), 1);
+}
+
+#[test]
+fn the_capability_reset_waits_until_the_cancel_finished() {
+    let mut f = Fake::started(PC);
+    let caps_before = f.args_of(Side::Src, "migrate-set-capabilities").len();
+    f.feed(Input::Closed {
+        side: Side::Dst,
+        reason: "end of file".into(),
+    });
+    assert_eq!(f.count("migrate_cancel"), 1);
+    f.status(Side::Src, "cancelling");
+    assert_eq!(
+        f.args_of(Side::Src, "migrate-set-capabilities").len(),
+        caps_before,
+        "QEMU refuses capability changes while the migration is cancelling"
+    );
+    assert!(f.done.is_none());
+    f.status(Side::Src, "cancelled");
+    let resets = f.args_of(Side::Src, "migrate-set-capabilities");
+    assert_eq!(resets.len(), caps_before + 1);
+    assert!(caps_on(resets.last().expect("reset")).is_empty());
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_FAILED,
+            "operation failed: destination QEMU monitor closed: end of file".to_string()
+        )
+    );
+}
+
+// ---- VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY on QEMU > 10.0: the first full pass (issue 15 a, §7) ----
+
+/// 256 MiB of RAM in 4 KiB pages: 65536 pages.
+fn ram_sent(normal: u64, zero: u64) -> Value {
+    json!({"total": 268435456u64, "page-size": 4096, "normal": normal, "duplicate": zero,
+        "transferred": normal * 4096, "remaining": 1000, "dirty-sync-count": 5})
+}
+
+#[test]
+fn on_qemu_11_1_the_switch_waits_for_a_page_sent_per_page_of_ram() {
+    let mut f = Fake::started_on(APC, (11, 1, 3));
+    f.ram = Some(ram_sent(20000, 5000));
+    f.pass(2);
+    assert_eq!(f.count("query-migrate"), 1, "pass 2 asks how much was sent");
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        0,
+        "25000 of 65536 pages: not yet"
+    );
+    assert!(f.milestones.is_empty(), "{:?}", f.milestones);
+    f.pass(3);
+    assert_eq!(f.count("migrate-start-postcopy"), 0);
+    f.ram = Some(ram_sent(40000, 25536));
+    f.pass(4);
+    assert_eq!(
+        f.count("query-migrate"),
+        3,
+        "one probe per pass until the switch"
+    );
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        1,
+        "65536 pages: the first pass is done"
+    );
+    assert_eq!(
+        f.milestones,
+        [
+            Milestone::Pass2Seen { pass: 4 },
+            Milestone::SwitchRequested(SwitchedBy::AfterPrecopy { pass: 4 })
+        ]
+    );
+    f.pass(5);
+    assert_eq!(f.count("query-migrate"), 3, "no probe once switched");
+    assert_eq!(f.count("migrate-start-postcopy"), 1);
+}
+
+#[test]
+fn on_qemu_11_1_no_probe_without_the_flag_or_outside_active() {
+    let mut f = Fake::started_on(PC, (11, 1, 3));
+    f.pass(2);
+    f.pass(3);
+    assert_eq!(f.count("query-migrate"), 0);
+    let mut f = Fake::started_on(APC, (11, 1, 3));
+    f.ram = Some(ram_sent(65536, 0));
+    f.status(Side::Src, "device");
+    f.pass(2);
+    assert_eq!(f.count("query-migrate"), 0, "rule 3: only while active");
+    assert_eq!(f.count("migrate-start-postcopy"), 0);
+}
+
+#[test]
+fn up_to_qemu_10_0_pass_two_still_switches_without_a_query() {
+    let mut f = Fake::started_on(APC, (10, 0, 2));
+    f.ram = Some(ram_sent(1, 0));
+    f.pass(2);
+    assert_eq!(f.count("query-migrate"), 0);
+    assert_eq!(f.count("migrate-start-postcopy"), 1);
+}
+
+// ---- post-copy failing before the destination runs (issue 12 item 3, §10.1) ----
+
+#[test]
+fn a_destination_lost_before_performs_wait_returned_cancels_and_restores_the_source() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    f.hold = Some("query-migrate"); // Perform's wait has not returned yet
+    f.status(Side::Src, "postcopy-active");
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY)
+    );
+    assert_eq!(f.count("cont"), 0, "the destination never ran the guest");
+    f.hold = None;
+    f.feed(Input::Closed {
+        side: Side::Dst,
+        reason: "end of file".into(),
+    });
+    // "destination is not running yet": relabelled PAUSED/MIGRATION, the migration cancelled.
+    assert_eq!(f.count("migrate_cancel"), 1);
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_MIGRATION)
+    );
+    assert!(f.done.is_none(), "the cancel is waited for");
+    f.status(Side::Src, "cancelled");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_FAILED,
+            "operation failed: destination QEMU monitor closed: end of file".to_string()
+        )
+    );
+    // Confirm (cancelled): the source runs again with its parameters reset; no post-copy failure.
+    assert!(caps_on(
+        f.args_of(Side::Src, "migrate-set-capabilities")
+            .last()
+            .expect("reset")
+    )
+    .is_empty());
+    assert_eq!(f.args_of(Side::Src, "cont").len(), 1);
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::RUNNING, state::RUNNING_MIGRATION_CANCELED)
+    );
+    assert_eq!(
+        f.lifecycle(Side::Src),
+        [
+            "SUSPENDED_MIGRATED",
+            "SUSPENDED_POSTCOPY",
+            "RESUMED_MIGRATED"
+        ]
+    );
+    assert_eq!(
+        f.lifecycle(Side::Dst),
+        ["STARTED_MIGRATED", "STOPPED_FAILED"]
+    );
+    assert_eq!(
+        f.m.view(Side::Src).phase,
+        Phase::Perform3,
+        "no postcopy_failed phase"
+    );
+}
+
+#[test]
+fn a_destination_lost_after_performs_wait_returned_is_a_post_copy_failure() {
+    // Perform returned (Finish began): libvirt's Confirm finds the source PAUSED/POSTCOPY and
+    // calls qemuMigrationSrcPostcopyFailed.
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    f.status(Side::Src, "postcopy-active");
+    f.feed(Input::Closed {
+        side: Side::Dst,
+        reason: "end of file".into(),
+    });
+    assert_eq!(f.count("migrate_cancel"), 0);
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(e.detail, "destination QEMU monitor closed: end of file");
+}
+
+// ---- the overall deadline of a live call (issue 12 item 5, §10.4) ----
+
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[test]
+fn a_deadline_in_precopy_cancels_as_an_abort_and_names_the_phases() {
+    let mut f = Fake::started(PC);
+    f.feed(Input::Deadline { limit: LIMIT });
+    assert_eq!(f.count("migrate_cancel"), 1);
+    f.status(Side::Src, "cancelling");
+    assert!(f.done.is_none());
+    f.status(Side::Src, "cancelled");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: migration deadline of 600 s passed (source phase perform3, destination phase prepare); the migration was cancelled".to_string()
+        )
+    );
+    assert!(caps_on(
+        f.args_of(Side::Src, "migrate-set-capabilities")
+            .last()
+            .expect("reset")
+    )
+    .is_empty());
+    assert_eq!(
+        f.stopped,
+        [Side::Dst],
+        "the destination never ran the guest"
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::RUNNING, state::RUNNING_UNPAUSED)
+    );
+}
+
+#[test]
+fn a_deadline_before_migrate_stops_before_qemu_begins() {
+    let mut f = Fake::new(PC);
+    f.hold = Some("query-migrate-parameters"); // the destination's Prepare waits
+    f.start();
+    f.feed(Input::Deadline { limit: LIMIT });
+    // The reply never comes: the grace period passes, the call ends where it is.
+    f.feed(Input::Deadline { limit: LIMIT });
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(e.code, code::OPERATION_TIMEOUT);
+    assert_eq!(
+        e.detail,
+        "migration deadline of 600 s passed (source phase begin3, destination phase prepare); the migration was stopped before QEMU began it"
+    );
+    assert_eq!(f.count("migrate"), 0);
+    assert_eq!(f.stopped, [Side::Dst]);
+}
+
+#[test]
+fn a_deadline_once_the_guest_runs_on_the_destination_pauses_and_never_kills() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.through_switch();
+    assert_eq!(f.count("cont"), 1);
+    f.feed(Input::Deadline { limit: LIMIT });
+    assert_eq!(f.count("migrate-pause"), 1);
+    assert_eq!(f.count("migrate_cancel"), 0, "never cancelled in post-copy");
+    assert_eq!(f.stopped, Vec::<Side>::new(), "never killed");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.detail.as_str()),
+        (
+            code::OPERATION_TIMEOUT,
+            "migration deadline of 600 s passed (source phase perform3_done, destination phase finish3) after the guest started on the destination: post-copy was paused (migrate-pause); nothing was cancelled or killed, both QEMUs are left for VIR_MIGRATE_POSTCOPY_RESUME"
+        )
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+    assert_eq!(f.m.view(Side::Src).phase, Phase::PostcopyFailed);
 }

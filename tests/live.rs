@@ -33,6 +33,7 @@ fn after_precopy_migrates_a_real_guest() {
         bandwidth_mib: Some(24),
         postcopy_bandwidth_mib: None,
         connect_uri: None,
+        switch_policy: None,
     };
     let stopped = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s2 = stopped.clone();

@@ -41,6 +41,7 @@ fn plan(name: &str, flags: u32, faults: Vec<Fault>, recovery: Recovery) -> Plan 
         bandwidth_mib: Some(32),
         // Slow post-copy background transfer: the cut lands while pages are still missing.
         postcopy_bandwidth_mib: Some(8),
+        switch_policy: None,
         link: Some(Link::default()),
         faults,
         recovery,
@@ -48,6 +49,7 @@ fn plan(name: &str, flags: u32, faults: Vec<Fault>, recovery: Recovery) -> Plan 
         api_before: false,
         api_after: false,
         verify_timeout: Duration::from_secs(40),
+        deadline: None,
         on_event: None,
     }
 }
@@ -351,6 +353,7 @@ fn api_migrate_with_recovery_completes_across_a_cut() {
         bandwidth_mib: Some(32),
         postcopy_bandwidth_mib: Some(8),
         connect_uri: Some(format!("tcp:127.0.0.1:{}", relay.port())),
+        switch_policy: None,
     };
     // Cut once the destination runs in post-copy; the link returns 2 s later.
     let cutter = {

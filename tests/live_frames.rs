@@ -343,6 +343,7 @@ fn a_frame_mode_guest_renders_on_through_a_postcopy_migration() {
         bandwidth_mib: Some(24),
         postcopy_bandwidth_mib: None,
         connect_uri: None,
+        switch_policy: None,
     };
     let events = Arc::new(Mutex::new(Vec::new()));
     let ev = events.clone();

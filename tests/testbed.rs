@@ -980,6 +980,7 @@ fn real_migration(rtt: Duration) {
         bandwidth_mib: None,
         postcopy_bandwidth_mib: None,
         connect_uri: None,
+        switch_policy: None,
     };
     let t0 = Instant::now();
     let src_dom = Domain::open_qmp(&src.qmp.display().to_string());

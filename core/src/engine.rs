@@ -27,8 +27,16 @@ pub enum Incoming {
     },
     /// A remark of the harness (a cut link, a killed QEMU): recorded, changes nothing.
     Note(String),
+    /// The period of a switch policy passed ([`Input::Tick`]); recorded, so a replay samples
+    /// where the recording did.
+    Tick,
     /// No more input will come (replay: the transcript ended).
     End,
+    /// The call's overall deadline `limit` passed (a live transport's clock; then once more when
+    /// the grace period for the cleanup passed): docs/driver-behaviour.md §10.4.
+    Deadline {
+        limit: std::time::Duration,
+    },
 }
 
 /// The first point where the shim and a recording disagree (a replaying transport reports it).
@@ -189,6 +197,10 @@ pub fn run_with(
         let actions = match transport.next()? {
             Incoming::End => break,
             Incoming::Note(_) => Vec::new(),
+            Incoming::Tick => match (&mut run.driver, &run.done) {
+                (Some(d), None) => d.handle(Input::Tick),
+                _ => Vec::new(),
+            },
             Incoming::Api(call) => match (&mut run.driver, &run.done) {
                 (Some(d), None) => d.handle(Input::Api(call)),
                 _ => {
@@ -198,6 +210,16 @@ pub fn run_with(
                 }
             },
             Incoming::Closed { side, reason } => run.closed(side, reason)?,
+            Incoming::Deadline { limit } => match (&mut run.driver, &run.done) {
+                (Some(d), None) => d.handle(Input::Deadline { limit }),
+                (None, _) => {
+                    return Err(EngineError::transport_ended(format!(
+                        "migration deadline of {} s passed before both QMP monitors were ready",
+                        limit.as_secs_f64()
+                    )))
+                }
+                _ => Vec::new(),
+            },
             Incoming::Line { side, line } => run.line(side, &line, transport)?,
         };
         run.execute(actions, transport)?;

@@ -31,9 +31,10 @@ use std::path::Path;
 use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::driver::domain::{self, answer_on_destination, answer_without_job, state_after};
+use crate::driver::policy::check_policy;
 use crate::driver::vocab::{code, event, state};
 use crate::driver::{
     check_driver_flags, check_public_flags, ApiCall, ApiValue, DomainEvent, DomainState, JobStats,
@@ -411,6 +412,7 @@ impl Replay {
                 connect_uri,
                 bandwidth,
                 postcopy_bandwidth,
+                switch_policy,
                 ..
             } = r
             {
@@ -418,6 +420,7 @@ impl Replay {
                 req.connect_uri = connect_uri.clone();
                 req.bandwidth_mib = *bandwidth;
                 req.postcopy_bandwidth_mib = *postcopy_bandwidth;
+                req.switch_policy = *switch_policy;
                 requests.push(req);
             }
         }
@@ -596,7 +599,16 @@ pub struct MigrateOptions {
     /// Told once the job runs: from then on, calls on the source from other threads
     /// ([`Domain::api`], [`Domain::note`], ...) reach the migration.
     pub job_started: Option<Sender<()>>,
+    /// The call's overall deadline (live domains; None: [`DEFAULT_DEADLINE`]). When it passes,
+    /// the call fails with VIR_ERR_OPERATION_TIMEOUT naming the phases: before post-copy the
+    /// migration is cancelled as virDomainAbortJob would; once the guest runs on the destination
+    /// nothing is cancelled or killed, post-copy is paused and both sides are left recoverable
+    /// (docs/driver-behaviour.md §10.4).
+    pub deadline: Option<Duration>,
 }
+
+/// The deadline of a live migrate call when [`MigrateOptions::deadline`] is not set: 10 minutes.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
 
 impl std::fmt::Debug for MigrateOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -605,6 +617,7 @@ impl std::fmt::Debug for MigrateOptions {
             .field("on_event", &self.on_event.is_some())
             .field("on_stop", &self.on_stop.is_some())
             .field("job_started", &self.job_started.is_some())
+            .field("deadline", &self.deadline)
             .finish()
     }
 }
@@ -640,7 +653,8 @@ pub fn migrate_with(
         (Target::Qmp(a), Target::Qmp(b)) => {
             // libvirt checks flags in the public API and in Begin, before any QEMU is involved.
             check_public_flags(req.flags)
-                .and_then(|_| check_driver_flags(req.flags, "qemuDomainMigrateBegin3Params"))?;
+                .and_then(|_| check_driver_flags(req.flags, "qemuDomainMigrateBegin3Params"))
+                .and_then(|_| check_policy(req.switch_policy, req.flags))?;
             Mode::Live(a.clone(), b.clone())
         }
         (
@@ -744,6 +758,7 @@ pub fn migrate_with(
                 on_event: Some(Box::new(on_event)),
                 on_stop: opts.on_stop.take(),
                 controller: Some(ctx),
+                deadline: opts.deadline.unwrap_or(DEFAULT_DEADLINE),
             };
             let r = run::migrate(&a, &b, req, memory, opts.record.as_ref(), hooks);
             let _ = receiver.join();

@@ -427,6 +427,7 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
         bandwidth_mib: mib("max-bandwidth"),
         postcopy_bandwidth_mib: mib("max-postcopy-bandwidth").filter(|b| *b > 0),
         connect_uri: src_uri.filter(|s| *s != uri),
+        switch_policy: None,
     };
     let qemu = QemuVersions {
         src: version_of(greeting(MonitorTag::Src)),

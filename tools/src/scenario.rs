@@ -17,7 +17,7 @@ use crate::qemu::{free_port, QemuConfig, QemuPair, SerialFollower, StartError};
 use crate::relay::Relay;
 use postcopy_core::driver::vocab::state;
 use postcopy_core::driver::{
-    ApiCall, ApiValue, DomainEvent, MigrateRequest, RecoveryPolicy, Side, VirError,
+    ApiCall, ApiValue, DomainEvent, MigrateRequest, RecoveryPolicy, Side, SwitchPolicy, VirError,
 };
 use postcopy_core::engine::{api_result_text, Report};
 use postcopy_core::faults::FaultSchedule;
@@ -76,6 +76,8 @@ pub struct Plan {
     pub flags: u32,
     pub bandwidth_mib: Option<u64>,
     pub postcopy_bandwidth_mib: Option<u64>,
+    /// Our switch policy (`lpc.switch_policy`, docs/driver-behaviour.md §7.1).
+    pub switch_policy: Option<SwitchPolicy>,
     /// Route the stream through the relay.
     pub link: Option<Link>,
     pub faults: Vec<Fault>,
@@ -86,6 +88,8 @@ pub struct Plan {
     pub verify_timeout: Duration,
     /// Called for every domain event (progress display).
     pub on_event: Option<EventCallback>,
+    /// Each migrate call's overall deadline (None: the API's default, 10 minutes).
+    pub deadline: Option<Duration>,
 }
 
 /// A domain-event callback shared by every migrate call of a scenario.
@@ -191,6 +195,7 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
         uri,
         bandwidth_mib: plan.bandwidth_mib,
         postcopy_bandwidth_mib: plan.postcopy_bandwidth_mib,
+        switch_policy: plan.switch_policy,
         connect_uri: relay
             .as_ref()
             .map(|r| format!("tcp:127.0.0.1:{}", r.port())),
@@ -442,6 +447,7 @@ fn run_once(
         on_event: Some(on_event),
         on_stop: Some(on_stop),
         job_started: Some(job_tx),
+        deadline: plan.deadline,
     };
     let migration = api::migrate_with(src, dst, req.clone(), opts);
     done.store(true, Ordering::SeqCst);

@@ -58,10 +58,24 @@ impl Migration {
                 self.set_state(Side::Dst, state::RUNNING, state::RUNNING_POSTCOPY);
                 self.emit(Side::Dst, event::RESUMED, event::RESUMED_POSTCOPY, out);
             }
-            // No thread watches after Perform: handle the failure in the event itself.
-            (_, MigStatus::PostcopyPaused)
-                if self.step >= Step::Wait(Wait::Stats) || self.entered_postcopy =>
-            {
+            // Each daemon reacts to its own QEMU (qemuProcessHandleMigrationStatus): a paused
+            // source fails the source's job at once, since no thread may watch it.
+            (Side::Src, MigStatus::PostcopyPaused) => {
+                if self.sides.src.state.state == state::PAUSED {
+                    self.mark_postcopy_failed(Side::Src, out);
+                }
+                // The call ends where the source's own wait runs; during Finish the destination
+                // decides from its own monitor (docs/driver-behaviour.md §10.2).
+                if !matches!(self.step, Step::Finish(_) | Step::Cleanup(_))
+                    && (self.step >= Step::Wait(Wait::Stats) || self.entered_postcopy)
+                {
+                    self.postcopy_failed(out);
+                }
+            }
+            // The destination's handler does nothing; its Finish fails from this status. The
+            // shim acts at the event even while `cont` is unanswered (libvirt notices once `cont`
+            // returned): the failure and its error are the same.
+            (Side::Dst, MigStatus::PostcopyPaused) if matches!(self.step, Step::Finish(_)) => {
                 self.postcopy_failed(out);
             }
             _ => {}

@@ -25,7 +25,9 @@ impl Migration {
             }
             Step::Cleanup(Cleanup::ResetCaps) => self.step = Step::Cleanup(Cleanup::ResetParams),
             Step::Cleanup(Cleanup::ResetParams) => self.step = Step::Cleanup(Cleanup::Cont),
-            Step::Cleanup(Cleanup::Cont | Cleanup::Query) => self.finish_failed(out),
+            Step::Cleanup(Cleanup::Cont | Cleanup::Query | Cleanup::WaitCancelled) => {
+                self.finish_failed(out)
+            }
             Step::Finish(reset @ (Finish::ResetCaps | Finish::ResetParams)) => {
                 out.push(Action::Warn(format!(
                     "resetting migration parameters failed: {err}"
@@ -44,6 +46,11 @@ impl Migration {
             _ if matches!(self.step, Step::Attach(_)) => self.finish_early(err, out),
             _ => self.fail(err, out),
         }
+    }
+
+    /// The deadline's failure before post-copy: the cleanup of §10.1 (cancel, reset, resume).
+    pub(super) fn fail_after_deadline(&mut self, out: &mut Vec<Action>) {
+        self.start_cleanup(out);
     }
 
     pub(super) fn fail(&mut self, err: VirError, out: &mut Vec<Action>) {
@@ -79,6 +86,23 @@ impl Migration {
         match step {
             Cleanup::Query => self.main_cmd(Side::Src, Command::QueryMigrate, out),
             Cleanup::Cancel => self.main_cmd(Side::Src, Command::MigrateCancel, out),
+            // qemuMigrationSrcIsCanceled: QEMU refuses capability changes while a migration
+            // runs, `cancelling` included, so the reset waits for the end (an event).
+            Cleanup::WaitCancelled => {
+                // A source that pauses in post-copy instead ends the wait too (libvirt would
+                // wait on; the shim never waits for a status that cannot come).
+                if matches!(
+                    self.sides.src.status,
+                    Some(
+                        MigStatus::Completed
+                            | MigStatus::Failed
+                            | MigStatus::Cancelled
+                            | MigStatus::PostcopyPaused
+                    )
+                ) {
+                    self.step = Step::Cleanup(Cleanup::ResetCaps);
+                }
+            }
             Cleanup::ResetCaps => {
                 let caps = params::cleared_caps(&self.sides.src.caps);
                 self.main_cmd(Side::Src, Command::MigrateSetCapabilities(caps), out);
@@ -115,7 +139,8 @@ impl Migration {
                 self.error.get_or_insert(e);
                 self.step = Step::Cleanup(Cleanup::ResetCaps);
             }
-            Cleanup::Cancel => self.step = Step::Cleanup(Cleanup::ResetCaps),
+            Cleanup::Cancel => self.step = Step::Cleanup(Cleanup::WaitCancelled),
+            Cleanup::WaitCancelled => {} // a wait: no command
             Cleanup::ResetCaps => self.step = Step::Cleanup(Cleanup::ResetParams),
             Cleanup::ResetParams => self.step = Step::Cleanup(Cleanup::Cont),
             Cleanup::Cont => {
@@ -172,12 +197,25 @@ impl Migration {
         out.push(Action::Done(Err(e)));
     }
 
-    fn mark_postcopy_failed(&mut self, side: Side, out: &mut Vec<Action>) {
+    /// qemuMigrationSrcPostcopyFailed / qemuMigrationDstPostcopyFailed on one side: once per
+    /// failure. A side already failed in post-copy (`asyncPaused`, or its state says so, libvirt's
+    /// virDomainObjIsFailedPostcopy) keeps its state and emits nothing again: a recovery that fails
+    /// before QEMU left `postcopy-paused` on that side is the same failure.
+    pub(super) fn mark_postcopy_failed(&mut self, side: Side, out: &mut Vec<Action>) {
         let v = &mut self.sides[side];
-        if v.phase == Phase::PostcopyFailed || !v.active {
+        if !v.active {
             return;
         }
         v.phase = Phase::PostcopyFailed;
+        let failed_state = matches!(
+            (v.state.state, v.state.reason),
+            (state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+                | (state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+        );
+        if v.async_paused || failed_state {
+            v.async_paused = true;
+            return;
+        }
         v.async_paused = true;
         match side {
             Side::Src => {
@@ -219,6 +257,18 @@ impl Migration {
             code::OPERATION_FAILED,
             format!("{} QEMU monitor closed: {reason}", side.noun()),
         );
+        if self.entered_postcopy && side == Side::Dst && matches!(self.step, Step::Wait(_)) {
+            // qemuMigrationSrcRun's error path: the source's Perform has not returned, so the
+            // destination never ran the guest ("destination is not running yet"): the source is
+            // relabelled PAUSED/MIGRATION and the migration cancelled as before the switch; the
+            // Confirm then resumes the source and resets its parameters (§10.1).
+            if self.sides.src.state == DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY) {
+                self.set_state(Side::Src, state::PAUSED, state::PAUSED_MIGRATION);
+            }
+            self.entered_postcopy = false;
+            self.fail(err, out);
+            return;
+        }
         if self.entered_postcopy {
             self.error = Some(err.clone());
             self.mark_postcopy_failed(side.other(), out);

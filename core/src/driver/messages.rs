@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use super::migration::Ticket;
+use super::policy::{SwitchPolicy, SwitchReason};
 use super::side::{PerSide, Side};
 use super::stats::JobStats;
 use super::vocab::{event, VirError};
@@ -21,6 +22,8 @@ pub struct MigrateRequest {
     pub postcopy_bandwidth_mib: Option<u64>,
     /// Where the source connects, when it differs from `uri` (a relay between the two QEMUs).
     pub connect_uri: Option<String>,
+    /// Our switch policy (`lpc.switch_policy`, not libvirt's; docs/driver-behaviour.md §7.1).
+    pub switch_policy: Option<SwitchPolicy>,
 }
 
 impl MigrateRequest {
@@ -31,6 +34,7 @@ impl MigrateRequest {
             bandwidth_mib: None,
             postcopy_bandwidth_mib: None,
             connect_uri: None,
+            switch_policy: None,
         }
     }
 
@@ -109,6 +113,15 @@ pub enum Input {
         side: Side,
         reason: String,
     },
+    /// Time passed (the io layer's period, docs/driver-behaviour.md §7.1): a switch policy samples
+    /// `query-migrate`. Fed only when the request has a policy; the driver has no clock.
+    Tick,
+    /// The call's overall deadline `limit` passed (a live transport's clock): cancel before
+    /// post-copy, pause and leave recoverable after (docs/driver-behaviour.md §10.4). A second
+    /// one (the grace period for that cleanup) ends the call where it is.
+    Deadline {
+        limit: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,6 +137,12 @@ pub enum SwitchedBy {
     AfterPrecopy { pass: u64 },
     /// virDomainMigrateStartPostCopy, while the last pass reported was `pass`.
     Api { pass: u64 },
+    /// Our switch policy, while the last pass reported was `pass`, for `reason` (§7.1).
+    Policy {
+        policy: SwitchPolicy,
+        pass: u64,
+        reason: SwitchReason,
+    },
 }
 
 /// The result of a migration that completed.

@@ -107,6 +107,8 @@ pub(super) enum Confirm {
 pub(super) enum Cleanup {
     Query,
     Cancel,
+    /// qemuMigrationSrcCancel waits until QEMU's migration left `cancelling`.
+    WaitCancelled,
     ResetCaps,
     ResetParams,
     Cont,
@@ -119,8 +121,15 @@ pub(super) enum Purpose {
     Main(Step),
     /// An API call made while the migration runs.
     Api(ApiCall),
-    /// VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY's own `migrate-start-postcopy`.
+    /// VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY's (or our switch policy's) `migrate-start-postcopy`.
     AutoSwitch,
+    /// Our switch policy's sample (`query-migrate`).
+    Policy,
+    /// VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY on QEMU > 10.0: the `query-migrate` that tells whether
+    /// the first full pre-copy pass is done (docs/driver-behaviour.md §7).
+    FirstPassProbe,
+    /// The deadline passed in post-copy: `migrate-pause` (docs/driver-behaviour.md §10.4).
+    DeadlinePause,
 }
 
 /// What the driver sends with a command and gets back with its reply: why it sent it. Only the
@@ -170,9 +179,16 @@ pub struct Migration {
     /// virDomainAbortJob came before `migrate` was answered.
     pub(super) abort_requested: bool,
     pub(super) dst_version: (u64, u64, u64),
+    pub(super) src_version: (u64, u64, u64),
+    /// A FirstPassProbe is on its way.
+    pub(super) probe_pending: bool,
+    /// The call's deadline passed once (the next expiry ends the call where it is).
+    pub(super) deadline_passed: bool,
     pub(super) switchover: Switchover,
     /// libvirt's priv->migrationRecoverSetup: QEMU (9.1+) reported postcopy-recover-setup.
     pub(super) recover_setup_seen: bool,
+    /// Our switch policy's samples (docs/driver-behaviour.md §7.1).
+    pub(super) policy: super::policy::PolicyState,
 }
 
 pub(super) fn qemu_cmd_error(command: &Command, e: &QmpError) -> VirError {
@@ -210,8 +226,12 @@ impl Migration {
             error: None,
             abort_requested: false,
             dst_version: versions.dst,
+            src_version: versions.src,
+            probe_pending: false,
+            deadline_passed: false,
             switchover: Switchover::NotReached,
             recover_setup_seen: false,
+            policy: Default::default(),
         }
     }
 
@@ -274,6 +294,8 @@ impl Migration {
             Input::Event { side, name, data } => self.on_event(side, &name, &data, &mut out),
             Input::Api(call) => self.on_api(call, &mut out),
             Input::Closed { side, reason } => self.on_closed(side, reason, &mut out),
+            Input::Tick => self.on_tick(&mut out),
+            Input::Deadline { limit } => self.on_deadline(limit, &mut out),
         }
         self.advance(&mut out);
         out
@@ -347,15 +369,28 @@ impl Migration {
     ) {
         match ticket.purpose {
             Purpose::Main(step) => {
-                if self.awaiting == Some(ticket.seq) {
-                    self.awaiting = None;
+                if self.awaiting != Some(ticket.seq) {
+                    // A step the driver left (a failure started the cleanup meanwhile): its late
+                    // reply changes nothing.
+                    return;
                 }
+                self.awaiting = None;
                 match result {
                     Ok(value) => self.on_main_reply(step, &value, out),
                     Err(e) => self.on_main_error(step, qemu_cmd_error(&command, &e), out),
                 }
             }
             Purpose::Api(call) => self.on_api_reply(call, &command, result, out),
+            Purpose::Policy => self.on_policy_reply(result, out),
+            Purpose::FirstPassProbe => self.on_first_pass_probe(result, out),
+            Purpose::DeadlinePause => {
+                if let Err(e) = result {
+                    out.push(Action::Warn(format!(
+                        "pausing post-copy at the deadline failed: {}",
+                        e.desc
+                    )));
+                }
+            }
             Purpose::AutoSwitch => {
                 if let Err(e) = result {
                     out.push(Action::Warn(format!(
@@ -458,6 +493,7 @@ impl Migration {
     fn begin(&mut self, out: &mut Vec<Action>) {
         if let Err(e) = check_public_flags(self.req.flags)
             .and_then(|_| check_driver_flags(self.req.flags, "qemuDomainMigrateBegin3Params"))
+            .and_then(|_| super::policy::check_policy(self.req.switch_policy, self.req.flags))
         {
             return self.finish_early(e, out);
         }

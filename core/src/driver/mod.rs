@@ -55,10 +55,11 @@
 //!
 //! The code is split by concern: `migration` (the state machine, attach and Begin), `source`
 //! (Perform, the wait, Confirm), `destination` (Prepare, Finish), `switch` (the switch to
-//! post-copy), `resume` (recovery), `failure` (cleanup and failure in post-copy), `events` (QMP
+//! post-copy), `policy` (our switch policies), `resume` (recovery), `failure` (cleanup and failure in post-copy), `events` (QMP
 //! events), `job` (API calls on the job), `flags` (flag checks), `domain` (the domain object's
 //! rules), `params` and `stats` (what QEMU is told and what it reports).
 
+mod deadline;
 mod destination;
 pub mod domain;
 mod events;
@@ -70,6 +71,7 @@ mod messages;
 pub mod migration;
 pub mod params;
 mod phase;
+pub mod policy;
 pub mod recovery;
 mod resume;
 mod side;
@@ -86,6 +88,7 @@ pub use messages::{
 };
 pub use migration::{Migration, Ticket};
 pub use phase::{AsyncJob, DomainView, Phase};
+pub use policy::SwitchPolicy;
 pub use recovery::RecoveryPolicy;
 pub use side::{PerSide, Side};
 pub use stats::{JobStats, MigStatus, ReplyError};

@@ -35,6 +35,9 @@ pub enum MigStatus {
     PreSwitchover,
     Device,
     WaitUnplug,
+    /// QEMU 11.1: the device state is sent at the switch to post-copy, on both sides, between
+    /// `device` and `postcopy-active`. Not yet post-copy: the wait goes on as for `device`.
+    PostcopyDevice,
 }
 
 impl MigStatus {
@@ -54,6 +57,7 @@ impl MigStatus {
             "pre-switchover" => MigStatus::PreSwitchover,
             "device" => MigStatus::Device,
             "wait-unplug" => MigStatus::WaitUnplug,
+            "postcopy-device" => MigStatus::PostcopyDevice,
             _ => return None,
         })
     }

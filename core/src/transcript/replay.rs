@@ -4,7 +4,9 @@ use serde_json::Value;
 
 use super::format::{Record, Transcript};
 use crate::driver::vocab::flag_names;
-use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
+use crate::driver::{
+    ApiCall, ApiValue, DomainEvent, MigrateRequest, Milestone, Side, SwitchedBy, VirError,
+};
 use crate::engine::{self, api_result_text, Divergence, EngineError, Incoming, Report, Transport};
 use crate::qmp::Command;
 
@@ -36,6 +38,9 @@ pub struct ReplayTransport {
     ids: BTreeMap<(Side, String), Value>,
     returns: VecDeque<(String, String)>,
     poll_pending: bool,
+    /// The input being handled is a tick: a `query-migrate` sent now is the policy's sample,
+    /// left out of the trace with its reply (the switch it led to is traced).
+    tick_pending: bool,
     poll_ids: BTreeSet<String>,
     /// The readable trace: one line per message, ids and timestamps left out.
     pub trace: Vec<String>,
@@ -52,6 +57,7 @@ impl ReplayTransport {
             ids: BTreeMap::new(),
             returns: VecDeque::new(),
             poll_pending: false,
+            tick_pending: false,
             poll_ids: BTreeSet::new(),
             trace: Vec::new(),
             last_line: 1,
@@ -126,6 +132,25 @@ impl ReplayTransport {
     }
 }
 
+impl ReplayTransport {
+    /// A switch policy's sample: counted on one trace line until something else is traced.
+    fn count_policy_sample(&mut self) {
+        const LINE: &str = "switch policy sampled query-migrate x";
+        if let Some(n) = self
+            .trace
+            .last()
+            .and_then(|l| l.strip_prefix(LINE))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            if let Some(last) = self.trace.last_mut() {
+                *last = format!("{LINE}{}", n + 1);
+            }
+        } else {
+            self.trace.push(format!("{LINE}1"));
+        }
+    }
+}
+
 /// What one record means for the engine: input for it, or nothing (checked or noted).
 type Step = Result<Option<Incoming>, EngineError>;
 
@@ -170,9 +195,14 @@ impl ReplayTransport {
                 }
                 Ok(Some(Incoming::Api(call)))
             }
+            Record::Tick { .. } => {
+                self.tick_pending = true;
+                Ok(Some(Incoming::Tick))
+            }
             Record::Note { text, .. } => {
                 self.trace.push(format!("# {text}"));
-                Ok(None)
+                // The live transport's deadline is recorded as a note; it is input to the driver.
+                Ok(super::deadline_from_note(&text).map(|limit| Incoming::Deadline { limit }))
             }
             Record::Migrate {
                 flags,
@@ -180,6 +210,7 @@ impl ReplayTransport {
                 connect_uri,
                 bandwidth,
                 postcopy_bandwidth,
+                switch_policy,
                 ..
             } => {
                 if let Some((side, msg)) = self.sent.pop_front() {
@@ -195,6 +226,7 @@ impl ReplayTransport {
                     bandwidth_mib: bandwidth,
                     postcopy_bandwidth_mib: postcopy_bandwidth,
                     connect_uri,
+                    switch_policy,
                 });
                 self.trace.push(format!(
                     "=== migrate again: {}",
@@ -269,6 +301,7 @@ impl ReplayTransport {
 
 impl Transport for ReplayTransport {
     fn next(&mut self) -> Result<Incoming, EngineError> {
+        self.tick_pending = false;
         loop {
             let Some((line, rec)) = self.t.records.get(self.pos).cloned() else {
                 return self.at_end();
@@ -284,11 +317,15 @@ impl Transport for ReplayTransport {
     fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError> {
         let msg: Value = serde_json::from_str(line)
             .map_err(|e| EngineError::transport("shim sent invalid JSON", e))?;
-        let is_poll = self.poll_pending
-            && side == Side::Src
+        let query = side == Side::Src
             && msg.get("execute").and_then(Value::as_str) == Some(Command::QueryMigrate.name());
+        let is_poll = query && (self.poll_pending || self.tick_pending);
         if is_poll {
-            self.poll_pending = false;
+            if self.tick_pending {
+                self.count_policy_sample();
+            } else {
+                self.poll_pending = false;
+            }
             if let Some(id) = msg.get("id").and_then(Value::as_str) {
                 self.poll_ids.insert(format!("{}{id}", side.tag()));
             }
@@ -327,6 +364,21 @@ impl Transport for ReplayTransport {
 
     fn warn(&mut self, message: &str) {
         self.trace.push(format!("warning: {message}"));
+    }
+
+    fn milestone(&mut self, milestone: &Milestone) {
+        if let Milestone::SwitchRequested(SwitchedBy::Policy {
+            policy,
+            pass,
+            reason,
+        }) = milestone
+        {
+            self.trace.push(format!(
+                "switch policy {} switches (pass {pass}): {}",
+                policy.name(),
+                reason.describe()
+            ));
+        }
     }
 
     fn finished(&mut self) -> bool {

@@ -152,4 +152,22 @@ mod tests {
             .unwrap_or("?");
         assert!(e.message().starts_with(prefix), "{}", e.message());
     }
+
+    #[test]
+    fn the_header_names_our_policy_parameters_as_the_driver_does() {
+        use crate::driver::policy::{PARAM_SWITCH_POLICY, PARAM_SWITCH_POLICY_RTT};
+        let name = |b: &'static [u8]| {
+            CStr::from_bytes_with_nul(b)
+                .ok()
+                .and_then(|c| c.to_str().ok())
+        };
+        assert_eq!(
+            name(bindings::LPC_MIGRATE_PARAM_SWITCH_POLICY),
+            Some(PARAM_SWITCH_POLICY)
+        );
+        assert_eq!(
+            name(bindings::LPC_MIGRATE_PARAM_SWITCH_POLICY_RTT),
+            Some(PARAM_SWITCH_POLICY_RTT)
+        );
+    }
 }

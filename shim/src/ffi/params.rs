@@ -7,6 +7,7 @@ use std::ffi::{c_char, c_int, c_uint, c_void};
 use virt_sys::{virTypedParameter, virTypedParameterPtr};
 
 use super::{entry, invalid, null_arg, string};
+use crate::driver::policy::{self, SwitchPolicy};
 use crate::driver::vocab::{code, param};
 use crate::driver::{JobStats, MigrateRequest, VirError};
 
@@ -56,6 +57,7 @@ pub(super) unsafe fn migrate_request(
         unsafe { std::slice::from_raw_parts(params, nparams as usize) }
     };
     let (mut uri, mut bw, mut pbw) = (None, None, None);
+    let (mut switch_policy, mut rtt) = (None, None);
     for (i, p) in list.iter().enumerate() {
         let Some(end) = p.field.iter().position(|&c| c == 0) else {
             return Err(invalid(format!("parameter {i} has no NUL-terminated name")));
@@ -90,6 +92,18 @@ pub(super) unsafe fn migrate_request(
             expect(virt_sys::VIR_TYPED_PARAM_ULLONG)?;
             // SAFETY: the type says the union holds `ul`.
             pbw = Some(unsafe { p.value.ul });
+        } else if name == policy::PARAM_SWITCH_POLICY {
+            expect(virt_sys::VIR_TYPED_PARAM_STRING)?;
+            // SAFETY: the type says the union holds `s`.
+            let s = unsafe { p.value.s };
+            // SAFETY: a string parameter holds NULL or a NUL-terminated string (virTypedParameter).
+            switch_policy = Some(
+                unsafe { string(s, "LPC_MIGRATE_PARAM_SWITCH_POLICY", function) }?.to_string(),
+            );
+        } else if name == policy::PARAM_SWITCH_POLICY_RTT {
+            expect(virt_sys::VIR_TYPED_PARAM_ULLONG)?;
+            // SAFETY: the type says the union holds `ul`.
+            rtt = Some(unsafe { p.value.ul });
         } else {
             return Err(VirError::new(
                 code::ARGUMENT_UNSUPPORTED,
@@ -105,6 +119,19 @@ pub(super) unsafe fn migrate_request(
     let mut req = MigrateRequest::new(flags, uri);
     req.bandwidth_mib = bw;
     req.postcopy_bandwidth_mib = pbw;
+    req.switch_policy = match (switch_policy, rtt) {
+        (Some(name), rtt) => {
+            Some(SwitchPolicy::parse(&name, rtt).map_err(|e| invalid(e.to_string()))?)
+        }
+        (None, Some(_)) => {
+            return Err(invalid(format!(
+                "parameter '{}' requires '{}'",
+                policy::PARAM_SWITCH_POLICY_RTT,
+                policy::PARAM_SWITCH_POLICY
+            )))
+        }
+        (None, None) => None,
+    };
     Ok(req)
 }
 
@@ -231,4 +258,103 @@ pub unsafe extern "C" fn lpc_typed_params_free(params: virTypedParameterPtr, npa
         unsafe { free_params(params, nparams) };
         Ok(())
     })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests state their expectations by panicking
+mod tests {
+    use std::ffi::CString;
+
+    use super::*;
+    use crate::driver::vocab::{VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY};
+
+    fn string_param(name: &str, value: &CString) -> virTypedParameter {
+        // SAFETY: an all-zero virTypedParameter is valid (empty name, integer 0).
+        let mut p: virTypedParameter = unsafe { std::mem::zeroed() };
+        p.field = field(name).unwrap();
+        p.type_ = virt_sys::VIR_TYPED_PARAM_STRING as c_int;
+        p.value.s = value.as_ptr() as *mut c_char;
+        p
+    }
+
+    fn ullong_param(name: &str, value: u64) -> virTypedParameter {
+        // SAFETY: as above.
+        let mut p: virTypedParameter = unsafe { std::mem::zeroed() };
+        p.field = field(name).unwrap();
+        p.type_ = virt_sys::VIR_TYPED_PARAM_ULLONG as c_int;
+        p.value.ul = value;
+        p
+    }
+
+    fn request(list: &mut [virTypedParameter]) -> Result<MigrateRequest, VirError> {
+        // SAFETY: `list` holds `len` initialised parameters whose strings outlive the call.
+        unsafe {
+            migrate_request(
+                list.as_mut_ptr(),
+                list.len() as c_int,
+                VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY,
+                "lpc_domain_migrate",
+            )
+        }
+    }
+
+    #[test]
+    fn our_switch_policy_parameters() {
+        let uri = CString::new("tcp:127.0.0.1:4444").unwrap();
+        let adaptive = CString::new("adaptive").unwrap();
+        let r = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            string_param(policy::PARAM_SWITCH_POLICY, &adaptive),
+            ullong_param(policy::PARAM_SWITCH_POLICY_RTT, 300),
+        ])
+        .unwrap();
+        assert_eq!(
+            r.switch_policy,
+            Some(SwitchPolicy::Adaptive { rtt_us: 300 })
+        );
+
+        let half = CString::new("half-pass").unwrap();
+        let e = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            string_param(policy::PARAM_SWITCH_POLICY, &half),
+            ullong_param(policy::PARAM_SWITCH_POLICY_RTT, 300),
+        ])
+        .unwrap_err();
+        assert_eq!(e.code, code::INVALID_ARG);
+        assert_eq!(
+            e.message(),
+            "invalid argument: a round-trip time is a parameter of the 'adaptive' switch policy only, not of 'half-pass'"
+        );
+
+        let eager = CString::new("eager").unwrap();
+        let e = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            string_param(policy::PARAM_SWITCH_POLICY, &eager),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid argument: unknown switch policy 'eager' (expected 'adaptive' or 'half-pass')"
+        );
+
+        let e = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            ullong_param(policy::PARAM_SWITCH_POLICY_RTT, 300),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid argument: parameter 'lpc.switch_policy.rtt' requires 'lpc.switch_policy'"
+        );
+
+        let e = request(&mut [
+            string_param(param::migrate_uri(), &uri),
+            ullong_param(policy::PARAM_SWITCH_POLICY, 1),
+        ])
+        .unwrap_err();
+        assert_eq!(
+            e.message(),
+            "invalid argument: invalid type 'ullong' for parameter 'lpc.switch_policy', expected 'string'"
+        );
+    }
 }

@@ -10,6 +10,7 @@ use super::domain::into_handle;
 use super::params::{alloc_params, Value};
 use super::{check_flags, entry, null_arg, require, string};
 use crate::api::Replay;
+use crate::driver::policy::{SwitchPolicy, PARAM_SWITCH_POLICY, PARAM_SWITCH_POLICY_RTT};
 use crate::driver::vocab::param;
 use crate::driver::VirError;
 
@@ -93,6 +94,12 @@ pub unsafe extern "C" fn lpc_replay_get_migrate_params(
         }
         if let Some(b) = req.postcopy_bandwidth_mib {
             values.push((param::migrate_bandwidth_postcopy(), Value::ULLong(b)));
+        }
+        if let Some(p) = req.switch_policy {
+            values.push((PARAM_SWITCH_POLICY, Value::Str(p.name())));
+            if let SwitchPolicy::Adaptive { rtt_us } = p {
+                values.push((PARAM_SWITCH_POLICY_RTT, Value::ULLong(rtt_us)));
+            }
         }
         let (p, n) = alloc_params(&values)?;
         // SAFETY: checked non-NULL above; the caller passes writable outputs (contract).

@@ -2,7 +2,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -82,6 +82,9 @@ enum LoopMsg {
     Eof(Side, String),
     Api(ApiCall, Sender<Result<ApiValue, VirError>>),
     Note(String),
+    Tick,
+    /// Made by the transport itself: the deadline passed.
+    Deadline(Duration),
 }
 
 /// A handle another thread uses to call the API while `migrate` blocks.
@@ -134,6 +137,9 @@ pub struct LiveTransport {
     on_event: Option<EventSink>,
     on_stop: Option<StopHook>,
     pass2_at: Option<Instant>,
+    /// When the driver is told the deadline passed, and how long the deadline was.
+    deadline: Option<(Instant, Duration)>,
+    deadline_expiries: u32,
     pub stats: TransportStats,
     pub warnings: Vec<String>,
 }
@@ -202,6 +208,8 @@ impl LiveTransport {
             on_event: None,
             on_stop: None,
             pass2_at: None,
+            deadline: None,
+            deadline_expiries: 0,
             stats: TransportStats {
                 started: Some(Instant::now()),
                 ..Default::default()
@@ -224,6 +232,56 @@ impl LiveTransport {
         self.on_stop = Some(Box::new(f));
     }
 
+    /// Feeds the loop an [`Incoming::Tick`] every `period` (a switch policy's samples,
+    /// docs/driver-behaviour.md §7.1). The ticking thread ends with the loop.
+    pub fn tick_every(&mut self, period: Duration) {
+        let tx = self.tx.clone();
+        thread::spawn(move || loop {
+            thread::sleep(period);
+            if tx.send(LoopMsg::Tick).is_err() {
+                return;
+            }
+        });
+    }
+
+    /// The call's overall deadline, from now: when it passes the driver is told (and once more
+    /// after a grace period for its cleanup: `limit` clamped to 5-30 s); a driver that still has
+    /// not ended after that ends the run with a transport error.
+    pub fn set_deadline(&mut self, limit: Duration) {
+        self.deadline = Some((Instant::now() + limit, limit));
+        self.deadline_expiries = 0;
+    }
+
+    fn receive(&mut self) -> Result<LoopMsg, EngineError> {
+        let Some((at, limit)) = self.deadline else {
+            return self
+                .rx
+                .recv()
+                .map_err(|e| EngineError::transport("all monitor readers stopped", e));
+        };
+        match self
+            .rx
+            .recv_timeout(at.saturating_duration_since(Instant::now()))
+        {
+            Ok(msg) => Ok(msg),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(EngineError::transport_ended("all monitor readers stopped"))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.deadline_expiries += 1;
+                if self.deadline_expiries > 2 {
+                    return Err(EngineError::transport_ended(format!(
+                        "the migration did not end after its deadline of {} s and the grace period",
+                        limit.as_secs_f64()
+                    )));
+                }
+                let grace = limit.clamp(Duration::from_secs(5), Duration::from_secs(30));
+                self.deadline = Some((Instant::now() + grace, limit));
+                Ok(LoopMsg::Deadline(limit))
+            }
+        }
+    }
+
     fn elapsed(&self) -> Duration {
         self.stats.started.map(|s| s.elapsed()).unwrap_or_default()
     }
@@ -239,14 +297,13 @@ impl Drop for LiveTransport {
 
 impl Transport for LiveTransport {
     fn next(&mut self) -> Result<Incoming, EngineError> {
-        let msg = self
-            .rx
-            .recv()
-            .map_err(|e| EngineError::transport("all monitor readers stopped", e))?;
+        let msg = self.receive()?;
         Ok(match msg {
+            LoopMsg::Deadline(limit) => Incoming::Deadline { limit },
             LoopMsg::Line(side, line) => Incoming::Line { side, line },
             LoopMsg::Eof(side, reason) => Incoming::Closed { side, reason },
             LoopMsg::Note(text) => Incoming::Note(text),
+            LoopMsg::Tick => Incoming::Tick,
             LoopMsg::Api(call, reply) => {
                 self.waiting.push((call.clone(), reply));
                 Incoming::Api(call)

@@ -112,6 +112,11 @@ impl<T: Transport> Transport for Recorder<T> {
                 t,
                 text: text.clone(),
             })?,
+            Incoming::Tick => self.write(&Record::Tick { t })?,
+            Incoming::Deadline { limit } => self.write(&Record::Note {
+                t,
+                text: postcopy_core::transcript::deadline_note(*limit),
+            })?,
             Incoming::End => {}
         }
         Ok(inc)

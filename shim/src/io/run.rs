@@ -16,6 +16,10 @@ use crate::transcript::format::QemuVersions;
 use crate::transcript::format::MAGIC;
 use crate::transcript::{Header, FORMAT_VERSION};
 
+/// How often a switch policy samples `query-migrate` (docs/driver-behaviour.md §7.1): QEMU
+/// refreshes its rate about every 100 ms.
+pub const POLICY_TICK: Duration = Duration::from_millis(100);
+
 /// Where the transcript goes and what it says about itself.
 #[derive(Debug, Clone)]
 pub struct RecordSpec {
@@ -36,7 +40,6 @@ pub type EventHook = Box<dyn FnMut(Side, &DomainEvent) + Send>;
 pub type StopHook = Box<dyn FnMut(Side) + Send>;
 
 /// Hooks of a live run, all optional.
-#[derive(Default)]
 pub(crate) struct Hooks {
     /// Called on the loop thread for every domain event. Must not block on the controller.
     pub(crate) on_event: Option<EventHook>,
@@ -44,11 +47,15 @@ pub(crate) struct Hooks {
     pub(crate) on_stop: Option<StopHook>,
     /// Receives the controller as soon as the loop exists (for API calls from other threads).
     pub(crate) controller: Option<Sender<Controller>>,
+    /// The call's overall deadline (docs/driver-behaviour.md §10.4).
+    pub(crate) deadline: Duration,
 }
 
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hooks")
+        f.debug_struct("Hooks")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,6 +113,7 @@ pub fn header(
         postcopy_bandwidth: req.postcopy_bandwidth_mib,
         connect_uri: req.connect_uri.clone(),
         description,
+        switch_policy: req.switch_policy,
     }
 }
 
@@ -145,6 +153,10 @@ pub(crate) fn migrate(
     let src = connect(src_qmp)?;
     let dst = connect(dst_qmp)?;
     let mut live = LiveTransport::new(src, dst);
+    if req.switch_policy.is_some() {
+        live.tick_every(POLICY_TICK);
+    }
+    live.set_deadline(hooks.deadline);
     if let Some(f) = hooks.on_event {
         live.on_event(f);
     }

@@ -305,6 +305,7 @@ pub fn run_one(
         bandwidth_mib: None,
         postcopy_bandwidth_mib: None,
         connect_uri: Some(format!("tcp:127.0.0.1:{}", relay.port())),
+        switch_policy: None,
     };
 
     let t0 = Instant::now();

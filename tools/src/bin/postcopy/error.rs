@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use postcopy_core::driver::policy::PolicyError;
 use postcopy_core::driver::VirError;
 use postcopy_core::transcript::TranscriptError;
 use postcopy_tools::bench::BenchError;
@@ -36,6 +37,8 @@ pub(crate) enum CliError {
     Import(#[from] ImportError),
     #[error("cannot load the transcript")]
     Transcript(#[from] TranscriptError),
+    #[error("--switch-policy")]
+    Policy(#[from] PolicyError),
 }
 
 /// A command-line value that does not parse (clap prints it after the option's name).

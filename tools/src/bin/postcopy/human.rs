@@ -41,6 +41,9 @@ fn call(v: &Value, s: &mut String, indent: &str) {
             str_of(sw, "by"),
             sw["pass"]
         ));
+        if let Some(why) = sw.get("reason").and_then(Value::as_str) {
+            s.push_str(&format!("{indent}  because {why}\n"));
+        }
     }
     if let Some(p) = v.get("postcopy").and_then(Value::as_bool) {
         let went = if p { "yes" } else { "no" };

@@ -17,7 +17,7 @@ use serde_json::{json, Map, Value};
 use error::{ArgError, CliError};
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{
-    ApiCall, DomainEvent, MigrateRequest, RecoveryPolicy, Side, SwitchedBy,
+    ApiCall, DomainEvent, MigrateRequest, RecoveryPolicy, Side, SwitchPolicy, SwitchedBy,
 };
 use postcopy_core::transcript::ReplayTransport;
 use postcopy_shim::api::{self, Domain, MigrateOptions, RecordSpec};
@@ -62,6 +62,15 @@ struct MigrateArgs {
     /// VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY: the driver switches once the first pass is done.
     #[arg(long)]
     postcopy_after_precopy: bool,
+    /// Our switch policy, not libvirt's (the C ABI's LPC_MIGRATE_PARAM_SWITCH_POLICY): the driver
+    /// switches to post-copy at half of the first pass (half-pass) or when staying is predicted
+    /// to cost the guest more stall than switching (adaptive). Needs --postcopy.
+    #[arg(long, value_parser = ["adaptive", "half-pass"])]
+    switch_policy: Option<String>,
+    /// The round trip of one page request the adaptive policy assumes, in microseconds
+    /// (LPC_MIGRATE_PARAM_SWITCH_POLICY_RTT; default 0).
+    #[arg(long, requires = "switch_policy")]
+    switch_rtt_us: Option<u64>,
     /// VIR_MIGRATE_POSTCOPY_RESUME (recovery; see the faults issue).
     #[arg(long)]
     postcopy_resume: bool,
@@ -123,6 +132,11 @@ struct MigrateArgs {
     /// Seconds to wait for the guest on the destination to verify its memory after the migration.
     #[arg(long, default_value_t = 20)]
     verify_timeout: u64,
+    /// Each migrate call's overall deadline in seconds: before post-copy the migration is then
+    /// cancelled, once the guest runs on the destination post-copy is paused and left
+    /// recoverable (never killed). Default 600.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    deadline: Option<u64>,
     /// Working directory for sockets and serial logs (default: a fresh one under /tmp).
     #[arg(long)]
     workdir: Option<PathBuf>,
@@ -308,8 +322,14 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
     }
     flags |= a.extra_flags.unwrap_or(0);
     let progress = a.progress || (!a.json && std::io::stderr().is_terminal());
+    let switch_policy = a
+        .switch_policy
+        .as_deref()
+        .map(|name| SwitchPolicy::parse(name, a.switch_rtt_us))
+        .transpose()
+        .map_err(CliError::Policy)?;
     if let (Some(s), Some(d), Some(u)) = (&a.src_qmp, &a.dst_qmp, &a.uri) {
-        return attach(&a, s, d, u, flags);
+        return attach(&a, s, d, u, flags, switch_policy);
     }
 
     let (env, _) = postcopy_tools::qemu::extracted_qemu(a.local.qemu_root.as_deref());
@@ -375,6 +395,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
             Some(32)
         }),
         postcopy_bandwidth_mib: a.postcopy_bandwidth,
+        switch_policy,
         link,
         faults,
         recovery,
@@ -390,6 +411,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
         api_before: a.api_before,
         api_after: a.api_after,
         verify_timeout: Duration::from_secs(a.verify_timeout),
+        deadline: a.deadline.map(Duration::from_secs),
         on_event: progress.then(|| {
             EventCallback(Arc::new(|side: Side, ev: &DomainEvent| {
                 eprintln!("  {} {}", side.tag(), ev.describe());
@@ -424,6 +446,7 @@ fn attach(
     dst: &str,
     uri: &str,
     flags: u32,
+    switch_policy: Option<SwitchPolicy>,
 ) -> Result<ExitCode, CliError> {
     let req = MigrateRequest {
         flags,
@@ -431,6 +454,7 @@ fn attach(
         bandwidth_mib: a.bandwidth,
         postcopy_bandwidth_mib: a.postcopy_bandwidth,
         connect_uri: None,
+        switch_policy,
     };
     let spec = a.record.as_ref().map(|p| RecordSpec {
         path: p.clone(),
@@ -444,6 +468,7 @@ fn attach(
     let flags = req.flags;
     let opts = MigrateOptions {
         record: spec,
+        deadline: a.deadline.map(Duration::from_secs),
         ..MigrateOptions::default()
     };
     let (src, dst) = (Domain::open_qmp(src), Domain::open_qmp(dst));
@@ -478,6 +503,14 @@ fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report
                     }
                     Some(SwitchedBy::Api { pass }) => {
                         json!({"by": "virDomainMigrateStartPostCopy", "pass": pass})
+                    }
+                    Some(SwitchedBy::Policy {
+                        policy,
+                        pass,
+                        reason,
+                    }) => {
+                        json!({"by": format!("driver (our switch policy {})", policy.name()),
+                               "pass": pass, "reason": reason.describe()})
                     }
                     None => Value::Null,
                 },
