@@ -54,8 +54,14 @@ struct Fake {
     status: [&'static str; 2],
     /// `ram` of the `query-migrate` reply, when a test sets it.
     ram: Option<Value>,
-    /// A command QEMU does not answer yet (the driver's wait stays where it is).
+    /// A command QEMU does not answer yet (the driver's wait stays where it is)...
     hold: Option<&'static str>,
+    /// ... and the held ones, until `release`.
+    held: Vec<(Side, Command, Ticket)>,
+    /// `error-desc` of the `query-migrate` reply.
+    error_desc: Option<&'static str>,
+    /// Replies that replace the table's: (side, command, return value).
+    replies: Vec<(Side, &'static str, Value)>,
     src_caps: Vec<&'static str>,
     dst_caps: Vec<&'static str>,
     /// Commands whose reply is an error: (side, command, desc).
@@ -92,6 +98,9 @@ impl Fake {
             status: ["none", "none"],
             ram: None,
             hold: None,
+            held: Vec::new(),
+            error_desc: None,
+            replies: Vec::new(),
             src_caps,
             dst_caps,
             fail: Vec::new(),
@@ -105,6 +114,13 @@ impl Fake {
                 class: "GenericError".into(),
                 desc: (*desc).into(),
             });
+        }
+        if let Some((_, _, v)) = self
+            .replies
+            .iter()
+            .find(|(s, c, _)| *s == side && *c == cmd)
+        {
+            return Ok(v.clone());
         }
         let i = if side == Side::Src { 0 } else { 1 };
         Ok(match cmd {
@@ -129,11 +145,19 @@ impl Fake {
             "query-migrate-parameters" => {
                 json!({"tls-creds": "", "tls-hostname": "", "max-bandwidth": 134217728, "downtime-limit": 300, "max-postcopy-bandwidth": 0, "announce-max": 550})
             }
-            "query-migrate" => match &self.ram {
-                Some(ram) => json!({"status": self.status[i], "total-time": 1000, "ram": ram}),
-                None => json!({"status": self.status[i], "total-time": 1000, "downtime": 5,
-                "ram": {"total": 100, "transferred": 90, "remaining": 10, "dirty-sync-count": 3, "postcopy-requests": 7, "mbps": 8.0}}),
-            },
+            // "-": a reply without `status` (a QEMU the driver cannot read).
+            "query-migrate" if self.status[i] == "-" => json!({"total-time": 1000}),
+            "query-migrate" => {
+                let mut r = match &self.ram {
+                    Some(ram) => json!({"status": self.status[i], "total-time": 1000, "ram": ram}),
+                    None => json!({"status": self.status[i], "total-time": 1000, "downtime": 5,
+                    "ram": {"total": 100, "transferred": 90, "remaining": 10, "dirty-sync-count": 3, "postcopy-requests": 7, "mbps": 8.0}}),
+                };
+                if let Some(d) = self.error_desc {
+                    r["error-desc"] = json!(d);
+                }
+                r
+            }
             _ => json!({}),
         })
     }
@@ -160,6 +184,7 @@ impl Fake {
                     if self.hold == Some(command.name()) {
                         self.sent
                             .push((side, command.name().to_string(), command.arguments()));
+                        self.held.push((side, command, ticket));
                         continue;
                     }
                     let result = self.reply_for(side, command.name());
@@ -188,6 +213,20 @@ impl Fake {
                 Action::Warn(w) => self.warnings.push(w),
                 Action::Done(r) => self.done = Some(r),
             }
+        }
+    }
+
+    /// QEMU answers the held commands now.
+    fn release(&mut self) {
+        self.hold = None;
+        for (side, command, ticket) in std::mem::take(&mut self.held) {
+            let result = self.reply_for(side, command.name());
+            self.feed(Input::Reply {
+                side,
+                command,
+                ticket,
+                result,
+            });
         }
     }
 
@@ -628,8 +667,43 @@ fn a_failed_automatic_switch_does_not_fail_the_migration() {
     ));
     f.pass(2);
     assert!(f.done.is_none());
+    // QEMU's refusal of the driver's own request only warns; pre-copy goes on.
+    assert_eq!(
+        f.warnings,
+        ["switching to post-copy failed: Postcopy must be started after migration has been started"]
+    );
+    assert_eq!(f.count("migrate-start-postcopy"), 1, "not retried");
+    f.pass(3);
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        1,
+        "not retried on a later pass"
+    );
     f.complete();
-    assert!(f.done.expect("done").is_ok());
+    let o = f.done.expect("done").expect("pre-copy completes");
+    assert!(!o.postcopy);
+    assert_eq!(o.switch, Some(SwitchedBy::AfterPrecopy { pass: 2 }));
+    assert_eq!(o.stats.job_type, job::COMPLETED);
+}
+
+#[test]
+fn job_stats_report_failed_and_cancelled_job_types() {
+    for (status, want) in [
+        ("failed", job::FAILED),
+        ("cancelled", job::CANCELLED),
+        ("cancelling", job::UNBOUNDED),
+        ("postcopy-paused", job::UNBOUNDED),
+        ("completed", job::COMPLETED),
+    ] {
+        let mut f = Fake::started(PC);
+        // QEMU's answer to the live query-migrate, before its event reached the driver.
+        f.status[0] = status;
+        f.feed(Input::Api(ApiCall::GetJobStats));
+        match f.api.last() {
+            Some((_, Ok(ApiValue::Stats(s)))) => assert_eq!(s.job_type, want, "{status}"),
+            other => panic!("{status}: {other:?}"),
+        }
+    }
 }
 
 // ---- StartPostCopy (§6) ----
@@ -1671,4 +1745,288 @@ fn a_deadline_once_the_guest_runs_on_the_destination_pauses_and_never_kills() {
         DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
     );
     assert_eq!(f.m.view(Side::Src).phase, Phase::PostcopyFailed);
+}
+
+// ---- every error the driver returns, with its code and message (issue 12 item 7, §12) ----
+
+fn the_error(f: &Fake) -> (String, String) {
+    let e = f.done.clone().expect("done").expect_err("failed");
+    (e.code_name().to_string(), e.message())
+}
+
+fn api_error(f: &Fake) -> (String, String) {
+    match f.api.last() {
+        Some((_, Err(e))) => (e.code_name().to_string(), e.message()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn pair(code: &str, msg: &str) -> (String, String) {
+    (code.to_string(), msg.to_string())
+}
+
+#[test]
+fn resume_refuses_a_destination_that_is_not_migrating() {
+    let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
+    let mut f = Fake::new(flags);
+    f.status = ["postcopy-paused", "none"];
+    f.start();
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_INVALID",
+            "Requested operation is not valid: domain 'guest' is not processing incoming migration"
+        )
+    );
+    assert_eq!(f.count("migrate-recover"), 0);
+}
+
+#[test]
+fn a_source_failure_without_error_desc_unexpectedly_failed() {
+    let mut f = Fake::started(PC);
+    f.status(Side::Src, "failed"); // the fake's query-migrate has no error-desc
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_FAILED",
+            "operation failed: job 'migration out' unexpectedly failed"
+        )
+    );
+}
+
+#[test]
+fn a_source_failure_reports_qemus_error_desc() {
+    let mut f = Fake::started(PC);
+    f.error_desc = Some("Channel error: Input/output error");
+    f.status(Side::Src, "failed");
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_FAILED",
+            "operation failed: job 'migration out' failed: Channel error: Input/output error"
+        )
+    );
+}
+
+#[test]
+fn a_destination_failure_in_finish_unexpectedly_failed() {
+    let mut f = Fake::started(PC);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "completed"); // Perform's wait returns: Finish waits on the destination
+    f.status(Side::Dst, "failed");
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_FAILED",
+            "operation failed: job 'migration in' unexpectedly failed"
+        )
+    );
+    assert_eq!(
+        f.stopped,
+        [Side::Dst],
+        "the destination never ran the guest"
+    );
+}
+
+#[test]
+fn job_stats_from_an_unreadable_reply_are_internal_errors() {
+    for (status, msg) in [
+        (
+            "-",
+            "internal error: info migration reply was missing return status",
+        ),
+        (
+            "colo",
+            "internal error: unexpected migration status in colo",
+        ),
+    ] {
+        let mut f = Fake::started(PC);
+        f.status[0] = status;
+        f.feed(Input::Api(ApiCall::GetJobStats));
+        assert_eq!(
+            api_error(&f),
+            pair("VIR_ERR_INTERNAL_ERROR", msg),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn abort_on_the_destination_cannot_abort_incoming_migration() {
+    assert_eq!(
+        {
+            let e = domain::answer_on_destination(&ApiCall::AbortJob { flags: 0 });
+            (e.code_name().to_string(), e.message())
+        },
+        pair(
+            "VIR_ERR_OPERATION_INVALID",
+            "Requested operation is not valid: cannot abort incoming migration; use virDomainDestroy instead"
+        )
+    );
+}
+
+#[test]
+fn qemu_refusing_migrate_pause_surfaces_as_libvirt_words_it() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.through_switch();
+    f.fail.push((Side::Src, "migrate-pause", "migrate-pause is currently only supported during postcopy-active or postcopy-recover state"));
+    f.feed(Input::Api(ApiCall::AbortJob {
+        flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+    }));
+    assert_eq!(
+        api_error(&f),
+        pair(
+            "VIR_ERR_INTERNAL_ERROR",
+            "internal error: unable to execute QEMU command 'migrate-pause': migrate-pause is currently only supported during postcopy-active or postcopy-recover state"
+        )
+    );
+    assert!(f.done.is_none(), "the migration goes on");
+}
+
+#[test]
+fn qemu_refusing_migrate_cancel_surfaces_as_libvirt_words_it() {
+    let mut f = Fake::started(PC);
+    f.fail
+        .push((Side::Src, "migrate_cancel", "Migration is not running"));
+    f.feed(Input::Api(ApiCall::AbortJob { flags: 0 }));
+    assert_eq!(
+        api_error(&f),
+        pair(
+            "VIR_ERR_INTERNAL_ERROR",
+            "internal error: unable to execute QEMU command 'migrate_cancel': Migration is not running"
+        )
+    );
+    assert!(f.done.is_none(), "the migration goes on");
+}
+
+#[test]
+fn a_refused_cancel_in_the_cleanup_keeps_the_first_error_and_goes_on() {
+    let mut f = Fake::started(PC);
+    f.fail
+        .push((Side::Src, "migrate_cancel", "Migration is not running"));
+    f.feed(Input::Closed {
+        side: Side::Dst,
+        reason: "end of file".into(),
+    });
+    // No wait for `cancelled` after a refused cancel (qemuMigrationSrcCancel returns at once).
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_FAILED",
+            "operation failed: destination QEMU monitor closed: end of file"
+        )
+    );
+    assert!(caps_on(
+        f.args_of(Side::Src, "migrate-set-capabilities")
+            .last()
+            .expect("reset")
+    )
+    .is_empty());
+}
+
+#[test]
+fn qemu_refusing_migrate_recover_is_the_calls_error() {
+    let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
+    let mut f = Fake::new(flags);
+    f.status = ["postcopy-paused", "postcopy-paused"];
+    f.fail.push((
+        Side::Dst,
+        "migrate-recover",
+        "Migrate recover can only be run when postcopy is paused.",
+    ));
+    f.start();
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_INTERNAL_ERROR",
+            "internal error: unable to execute QEMU command 'migrate-recover': Migrate recover can only be run when postcopy is paused."
+        )
+    );
+    assert_eq!(f.count("migrate"), 0, "the source never reconnects");
+    // Both stay failed in post-copy, without a second event (item 2).
+    assert_eq!(f.lifecycle(Side::Src), Vec::<&str>::new());
+    assert_eq!(f.lifecycle(Side::Dst), Vec::<&str>::new());
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+}
+
+#[test]
+fn unreadable_capabilities_end_the_call_at_attach() {
+    for (reply, msg) in [
+        (
+            json!({"capability": "events"}),
+            "internal error: query-migrate-capabilities reply is not an array",
+        ),
+        (
+            json!([{"state": true}]),
+            "internal error: capability entry without a name: {\"state\":true}",
+        ),
+    ] {
+        let mut f = Fake::new(PC);
+        f.replies
+            .push((Side::Src, "query-migrate-capabilities", reply));
+        f.start();
+        assert_eq!(the_error(&f), pair("VIR_ERR_INTERNAL_ERROR", msg));
+        assert_eq!(f.sent.len(), 1, "nothing after the probe");
+    }
+}
+
+#[test]
+fn a_destination_not_waiting_for_a_migration_is_refused_at_attach() {
+    let mut f = Fake::new(PC);
+    f.replies.push((
+        Side::Dst,
+        "query-status",
+        json!({"status": "running", "running": true}),
+    ));
+    f.start();
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_INVALID",
+            "Requested operation is not valid: destination QEMU is not waiting for an incoming migration (status 'running'); start it with -incoming defer"
+        )
+    );
+    assert_eq!(f.count("migrate-incoming"), 0);
+}
+
+#[test]
+fn an_abort_before_qemu_migrates_is_canceled_by_client() {
+    // During Prepare (the job exists, `migrate` not sent): the job stops before `migrate`.
+    let mut f = Fake::new(PC);
+    f.hold = Some("migrate-incoming");
+    f.start();
+    f.feed(Input::Api(ApiCall::AbortJob { flags: 0 }));
+    assert!(matches!(f.api.last(), Some((_, Ok(ApiValue::Done)))));
+    assert!(
+        f.done.is_none(),
+        "acted on where libvirt checks it: before `migrate`"
+    );
+    f.release();
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_ABORTED",
+            "operation aborted: migration out: canceled by client"
+        )
+    );
+    assert_eq!(f.count("migrate"), 0);
+    assert_eq!(f.count("migrate_cancel"), 0, "nothing to cancel in QEMU");
+    assert_eq!(f.stopped, [Side::Dst]);
+}
+
+#[test]
+fn an_out_of_scope_flag_names_itself() {
+    let e = check_driver_flags(PC | VIR_MIGRATE_TLS, "qemuDomainMigrateBegin3Params")
+        .expect_err("refused");
+    assert_eq!(
+        (e.code_name().to_string(), e.message()),
+        pair(
+            "VIR_ERR_ARGUMENT_UNSUPPORTED",
+            "argument unsupported: migration flag VIR_MIGRATE_TLS is not supported by the post-copy shim"
+        )
+    );
 }

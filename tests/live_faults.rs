@@ -174,13 +174,20 @@ fn abort_with_postcopy_flag_pauses_and_plain_abort_is_refused() {
         ],
         Recovery::Manual { after_ms: 500 },
     ));
-    // The timed call ran before the migration: no job yet.
+    // The 0 ms call ran before the migration's job existed: refused, nothing paused (the pause
+    // through VIR_DOMAIN_ABORT_JOB_POSTCOPY once the destination runs is tests/live_abort.rs).
     let before = r
         .api_log
         .iter()
         .find(|(c, _)| c == "abort_job")
         .expect("logged");
-    assert!(before.1.contains("VIR_ERR_OPERATION_INVALID"), "{before:?}");
+    assert_eq!(
+        before.1,
+        "VIR_ERR_OPERATION_INVALID: Requested operation is not valid: current job is not outgoing migration in post-copy mode",
+        "{:?}",
+        r.api_log
+    );
+    assert_eq!(r.runs.len(), 1, "no failure, no recovery call");
     assert!(
         r.api_log
             .iter()
@@ -235,7 +242,15 @@ fn destination_dies_before_the_switch_source_keeps_running() {
         Recovery::None,
     ));
     let rep = r.last().unwrap();
-    assert!(rep.result.is_err());
+    // Which monitor speaks first is timing: the closed destination, or the source's `failed`.
+    assert_failed(
+        rep,
+        code::OPERATION_FAILED,
+        &[
+            "operation failed: destination QEMU monitor closed: ",
+            "operation failed: job 'migration out' failed: ",
+        ],
+    );
     assert_eq!(rep.src_state.state, state::RUNNING);
     assert!(r.src_alive);
     assert_eq!(rep.dst_state, st(state::SHUTOFF, state::SHUTOFF_CRASHED));
@@ -256,7 +271,11 @@ fn source_dies_before_the_switch_destination_is_stopped() {
         Recovery::None,
     ));
     let rep = r.last().unwrap();
-    assert!(rep.result.is_err());
+    assert_failed(
+        rep,
+        code::OPERATION_FAILED,
+        &["operation failed: source QEMU monitor closed: "],
+    );
     assert_eq!(rep.src_state, st(state::SHUTOFF, state::SHUTOFF_CRASHED));
     assert_eq!(rep.dst_state, st(state::SHUTOFF, state::SHUTOFF_FAILED));
     assert!(!r.dst_alive);
@@ -277,7 +296,12 @@ fn destination_dies_in_postcopy_source_is_left_paused_not_killed() {
         Recovery::None,
     ));
     let rep = r.last().unwrap();
-    assert!(rep.result.is_err());
+    // The destination's own monitor decides its Finish (a source postcopy-paused does not).
+    assert_failed(
+        rep,
+        code::OPERATION_FAILED,
+        &["operation failed: destination QEMU monitor closed: "],
+    );
     assert_eq!(
         rep.src_state,
         st(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
@@ -305,13 +329,32 @@ fn source_dies_in_postcopy_destination_is_left_running_not_killed() {
         Recovery::None,
     ));
     let rep = r.last().unwrap();
-    assert!(rep.result.is_err());
+    // The destination pauses (its Finish fails) or the source's monitor closes first.
+    assert_failed(
+        rep,
+        code::OPERATION_FAILED,
+        &[
+            "operation failed: job 'migration in' failed in post-copy phase",
+            "operation failed: source QEMU monitor closed: ",
+        ],
+    );
     assert_eq!(
         rep.dst_state,
         st(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
     );
     assert!(r.dst_alive, "the destination is never killed by us");
     cleanup(&r);
+}
+
+/// The call failed with `code` and a message that starts with one of `starts`.
+fn assert_failed(rep: &postcopy_core::engine::Report, code: i32, starts: &[&str]) {
+    let e = rep.result.as_ref().expect_err("the call fails");
+    let msg = e.message();
+    assert_eq!(e.code, code, "{msg}");
+    assert!(
+        starts.iter().any(|s| msg.starts_with(s)),
+        "{msg:?} starts with none of {starts:?}"
+    );
 }
 
 /// The scenario leaves a failed post-copy's QEMUs running on purpose; the test ends them.

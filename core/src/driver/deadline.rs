@@ -115,10 +115,7 @@ impl Migration {
         self.postcopy_failed(out);
         if let Some(e) = err {
             // postcopy_failed reports the job's failure; the deadline is the cause.
-            self.error = Some(e.clone());
-            if let Some(Action::Done(r)) = out.last_mut() {
-                *r = Err(e);
-            }
+            self.report_instead(e, out);
         }
     }
 }

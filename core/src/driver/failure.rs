@@ -39,9 +39,10 @@ impl Migration {
                 };
             }
             _ if self.entered_postcopy => {
-                // After the switch nothing is rolled back (§10.2).
-                self.error = Some(err);
+                // After the switch nothing is rolled back (§10.2); the call reports QEMU's error
+                // (e.g. migrate-recover's), as libvirt's failed API call does.
                 self.postcopy_failed(out);
+                self.report_instead(err, out);
             }
             _ if matches!(self.step, Step::Attach(_)) => self.finish_early(err, out),
             _ => self.fail(err, out),
@@ -195,6 +196,14 @@ impl Migration {
         self.awaiting = None;
         self.step = Step::Finished;
         out.push(Action::Done(Err(e)));
+    }
+
+    /// The call just ended (its last action is `Done`): it reports `err` instead.
+    pub(super) fn report_instead(&mut self, err: VirError, out: &mut [Action]) {
+        self.error = Some(err.clone());
+        if let Some(Action::Done(r)) = out.last_mut() {
+            *r = Err(err);
+        }
     }
 
     /// qemuMigrationSrcPostcopyFailed / qemuMigrationDstPostcopyFailed on one side: once per

@@ -77,20 +77,19 @@ impl Migration {
             self.send(Side::Src, Command::MigratePause, Purpose::Api(call), out);
         } else if before_migrate || migrate_unanswered {
             // Not yet migrating in QEMU: the job stops before `migrate`, or cancels once
-            // `migrate` is answered.
+            // `migrate` is answered. qemuMigrationSrcRun checks abortJob right before `migrate`
+            // and reports "%s: canceled by client" with the async job's name.
             self.abort_requested = true;
+            let aborted =
+                VirError::new(code::OPERATION_ABORTED, "migration out: canceled by client");
             out.push(Action::ApiReturn {
                 call,
                 result: Ok(ApiValue::Done),
             });
             if before_migrate && self.awaiting.is_none() {
-                self.fail(
-                    VirError::new(
-                        code::OPERATION_ABORTED,
-                        "job 'migration out' canceled by client",
-                    ),
-                    out,
-                );
+                self.fail(aborted, out);
+            } else {
+                self.error.get_or_insert(aborted);
             }
         } else {
             self.send(Side::Src, Command::MigrateCancel, Purpose::Api(call), out);

@@ -55,6 +55,15 @@ impl Migration {
             Perform::QueryParams => self.main_cmd(Side::Src, Command::QueryMigrateParameters, out),
             Perform::SetCaps => self.set_caps(Side::Src, out),
             Perform::SetParams => self.set_params(Side::Src, Step::Perform(Perform::Migrate), out),
+            // qemuMigrationSrcRun checks abortJob right before `migrate`.
+            Perform::Migrate if self.abort_requested => {
+                let e = self.error.clone().unwrap_or_else(|| {
+                    VirError::new(code::OPERATION_ABORTED, "migration out: canceled by client")
+                });
+                // Nothing runs in QEMU yet: no cancel, only the source's reset.
+                self.step = Step::Perform(Perform::SetParams);
+                self.fail(e, out);
+            }
             Perform::Migrate => {
                 let command = Command::Migrate {
                     uri: self.req.source_uri().to_string(),
