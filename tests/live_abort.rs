@@ -43,6 +43,7 @@ fn plan(name: &str, flags: u32, faults: Vec<Fault>, recovery: Recovery) -> Plan 
         api_after: false,
         verify_timeout: Duration::from_secs(40),
         deadline: None,
+        switch_policy: None,
         on_event: None,
     }
 }
