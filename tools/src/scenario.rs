@@ -251,6 +251,8 @@ struct Shared {
     epoch: Instant,
     /// Asks the marker thread to record the backlog at the switch (first switch only).
     switch_tx: Arc<Mutex<Option<std::sync::mpsc::Sender<()>>>>,
+    /// The link's fault threads (a partition, a cut's way back up): joined before the end.
+    link_threads: Arc<Mutex<Vec<thread::JoinHandle<()>>>>,
 }
 
 impl Shared {
@@ -349,6 +351,7 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
         timeline: Arc::default(),
         epoch: started,
         switch_tx: Arc::new(Mutex::new(Some(switch_tx))),
+        link_threads: Arc::default(),
     };
     let mut runs = Vec::new();
     let mut stats = Vec::new();
@@ -423,6 +426,15 @@ pub fn run(plan: Plan) -> Result<ScenarioResult, ScenarioError> {
         // No job any more: the source answers as libvirt does, into the same transcript.
         let r = src.api(ApiCall::StartPostCopy { flags: 0 });
         push_log(&shared.api_log, "start_postcopy (after)", &r);
+    }
+    // The link's faults run their course (a partition ends, a cut link comes back up).
+    let threads = shared
+        .link_threads
+        .lock()
+        .map(|mut t| std::mem::take(&mut *t))
+        .unwrap_or_default();
+    for t in threads {
+        let _ = t.join();
     }
     // The link's numbers: the marker first (it holds the monitor), then the monitor.
     drop(shared.switch_tx.lock().map(|mut t| t.take()));
@@ -708,10 +720,7 @@ fn watch_for_stall(sh: &Shared, window: Duration, done: &AtomicBool) {
                 "stall: no post-copy progress since {since_ms} ms, detected at {detected_ms} ms; \
                  pausing both sides"
             ));
-            let s = sh.src.api(ApiCall::AbortJob {
-                flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
-            });
-            push_log(&sh.api_log, "abort_job(POSTCOPY) on the source (stall)", &s);
+            // The destination first, while its job still runs (the source's pause ends it).
             let d = sh.dst.api(ApiCall::AbortJob {
                 flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
             });
@@ -720,6 +729,10 @@ fn watch_for_stall(sh: &Shared, window: Duration, done: &AtomicBool) {
                 "abort_job(POSTCOPY) on the destination (stall)",
                 &d,
             );
+            let s = sh.src.api(ApiCall::AbortJob {
+                flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+            });
+            push_log(&sh.api_log, "abort_job(POSTCOPY) on the source (stall)", &s);
             if let Ok(mut t) = sh.timeline.lock() {
                 t.stall.get_or_insert(StallRecord {
                     since_ms,
@@ -750,13 +763,16 @@ fn fire(f: &Fault, sh: &Shared) {
                 Err(e) => sh.warn(format!("the cut failed: {e}")),
             }
             if let Some(d) = *down_ms {
-                let sh = sh.clone();
-                thread::spawn(move || {
+                let sh2 = sh.clone();
+                let t = thread::spawn(move || {
                     thread::sleep(Duration::from_millis(d));
                     if let Err(e) = net.probe.set_link_up(true) {
-                        sh.warn(format!("cannot bring the link back up: {e}"));
+                        sh2.warn(format!("cannot bring the link back up: {e}"));
                     }
                 });
+                if let Ok(mut l) = sh.link_threads.lock() {
+                    l.push(t);
+                }
             }
         }
         Fault::Partition { down_ms, .. } => {
@@ -764,9 +780,10 @@ fn fire(f: &Fault, sh: &Shared) {
                 sh.warn("a partition needs the testbed's link (the plan has none)".into());
                 return;
             };
-            let (sh, d) = (sh.clone(), *down_ms);
+            let (sh2, d) = (sh.clone(), *down_ms);
             // Never block the thread that fired it (the migration's own, for an event trigger).
-            thread::spawn(move || {
+            let t = thread::spawn(move || {
+                let sh = sh2;
                 let down_at_ms = sh.ms();
                 let index = sh.timeline.lock().map(|mut t| {
                     t.partitions.push(PartitionRecord {
@@ -788,6 +805,9 @@ fn fire(f: &Fault, sh: &Shared) {
                 }
                 sh.note("link up (partition over)".into());
             });
+            if let Ok(mut l) = sh.link_threads.lock() {
+                l.push(t);
+            }
         }
         Fault::Kill { side, .. } => {
             if let Ok(mut p) = sh.procs.lock() {

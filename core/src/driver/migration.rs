@@ -947,6 +947,30 @@ impl Migration {
     /// qemuMigrationAnyCanResume on both sides, then the QEMU check of Begin and Prepare. The shim
     /// keeps no job between calls: QEMU's migration status stands for libvirt's job and phase.
     fn begin_resume(&mut self, out: &mut Vec<Action>) {
+        // The domains are in the states their QEMUs' post-copy stands for (libvirt keeps them
+        // across calls; the shim reads them back): a refused resume leaves them so, not as a
+        // fresh domain's "running".
+        for side in [Side::Src, Side::Dst] {
+            let view = self.view(side);
+            let (paused, active) = match side {
+                Side::Src => (
+                    (state::PAUSED, state::PAUSED_POSTCOPY_FAILED),
+                    (state::PAUSED, state::PAUSED_POSTCOPY),
+                ),
+                Side::Dst => (
+                    (state::RUNNING, state::RUNNING_POSTCOPY_FAILED),
+                    (state::RUNNING, state::RUNNING_POSTCOPY),
+                ),
+            };
+            let st = match view.status {
+                Some(MigStatus::PostcopyPaused) => Some(paused),
+                Some(MigStatus::PostcopyActive) => Some(active),
+                _ => None,
+            };
+            if let Some((s, r)) = st {
+                self.set_state(side, s, r);
+            }
+        }
         for side in [Side::Src, Side::Dst] {
             let (not_migrating, status) = match side {
                 Side::Src => (
