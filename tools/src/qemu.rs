@@ -309,7 +309,7 @@ impl QemuPair {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on now (for a migration stream or a relay).
+/// A TCP port on 127.0.0.1 that nothing listens on now (a migration stream on loopback).
 pub fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
