@@ -1,16 +1,20 @@
-//! Unit tests of the sans-IO driver: flag checks (SPEC B.3, A.1), StartPostCopy preconditions
-//! (B.2), the AFTER_PRECOPY switch rule, job states and events (B.4). A fake QEMU answers
+//! Unit tests of the sans-IO driver: flag checks (docs/driver-behaviour.md §1, §7), StartPostCopy
+//! preconditions (§6), the AFTER_PRECOPY switch rule (§7), job states and events (§9). A fake QEMU answers
 //! commands from a table, so each test speaks only of the events that matter to it.
 
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 use std::collections::VecDeque;
 
+use postcopy_core::driver::domain;
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{
     check_driver_flags, check_public_flags, Action, ApiCall, ApiValue, DomainEvent, Input,
-    MigrateRequest, Migration, Outcome, Phase, Side, SwitchedBy, VirError,
+    MigrateRequest, Migration, Milestone, Outcome, PerSide, Phase, Side, SwitchedBy, Ticket,
+    VirError,
 };
+use postcopy_core::qmp::{Command, Output, Session};
+use pretty_assertions::assert_eq;
 use serde_json::{json, Value};
 
 const ALL_CAPS: &[&str] = &[
@@ -45,6 +49,7 @@ struct Fake {
     api: Vec<(ApiCall, Result<ApiValue, VirError>)>,
     done: Option<Result<Outcome, VirError>>,
     stopped: Vec<Side>,
+    milestones: Vec<Milestone>,
     status: [&'static str; 2],
     src_caps: Vec<&'static str>,
     dst_caps: Vec<&'static str>,
@@ -70,12 +75,13 @@ impl Fake {
 
     fn with(flags: u32, src_caps: Vec<&'static str>, dst_caps: Vec<&'static str>) -> Fake {
         Fake {
-            m: Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]),
+            m: Migration::new(req(flags), PerSide::new((10, 0, 2), (10, 0, 2))),
             sent: Vec::new(),
             events: Vec::new(),
             api: Vec::new(),
             done: None,
             stopped: Vec::new(),
+            milestones: Vec::new(),
             status: ["none", "none"],
             src_caps,
             dst_caps,
@@ -136,14 +142,19 @@ impl Fake {
             match a {
                 Action::Send {
                     side,
-                    id,
                     command,
-                    args,
+                    ticket,
                 } => {
-                    let result = self.reply_for(side, &command);
-                    let resumes = command == "cont" && result.is_ok();
-                    self.sent.push((side, command, args));
-                    queue.extend(self.m.handle(Input::Reply { side, id, result }));
+                    let result = self.reply_for(side, command.name());
+                    let resumes = command == Command::Cont && result.is_ok();
+                    self.sent
+                        .push((side, command.name().to_string(), command.arguments()));
+                    queue.extend(self.m.handle(Input::Reply {
+                        side,
+                        command,
+                        ticket,
+                        result,
+                    }));
                     if resumes {
                         // QEMU announces the running vCPUs, as after any `cont`.
                         queue.extend(self.m.handle(Input::Event {
@@ -156,6 +167,7 @@ impl Fake {
                 Action::Emit { side, event } => self.events.push((side, event)),
                 Action::ApiReturn { call, result } => self.api.push((call, result)),
                 Action::StopQemu { side } => self.stopped.push(side),
+                Action::Milestone(m) => self.milestones.push(m),
                 Action::Warn(_) => {}
                 Action::Done(r) => self.done = Some(r),
             }
@@ -243,7 +255,7 @@ fn err_of(r: Result<(), VirError>) -> (i32, String) {
     (e.code, e.message())
 }
 
-// ---- flag validation (B.3, A.1) ----
+// ---- flag validation (docs/driver-behaviour.md §1, §7) ----
 
 #[test]
 fn after_precopy_requires_postcopy() {
@@ -384,7 +396,7 @@ fn a_paused_source_fails_postcopy_in_prepare() {
     assert_eq!(f.count("migrate-incoming"), 0);
 }
 
-// ---- capabilities and parameters (B.1.2) ----
+// ---- capabilities and parameters (§2) ----
 
 fn caps_on(args: &Value) -> Vec<String> {
     args["capabilities"]
@@ -489,7 +501,7 @@ fn parameters_bandwidth_and_incoming() {
             postcopy_bandwidth_mib: Some(5),
             ..req(PC)
         },
-        [(10, 0, 2), (10, 0, 2)],
+        PerSide::new((10, 0, 2), (10, 0, 2)),
     );
     f.start();
     let src = f.args_of(Side::Src, "migrate-set-parameters");
@@ -515,7 +527,7 @@ fn parameters_bandwidth_and_incoming() {
 #[test]
 fn exit_on_error_only_for_qemu_9_1_and_later() {
     let mut f = Fake::new(PC);
-    f.m = Migration::new(req(PC), [(7, 2, 22), (7, 2, 22)]);
+    f.m = Migration::new(req(PC), PerSide::new((7, 2, 22), (7, 2, 22)));
     f.start();
     assert_eq!(
         f.args_of(Side::Dst, "migrate-incoming")[0],
@@ -523,7 +535,7 @@ fn exit_on_error_only_for_qemu_9_1_and_later() {
     );
 }
 
-// ---- the AFTER_PRECOPY switch (A.1) ----
+// ---- the AFTER_PRECOPY switch (§7) ----
 
 #[test]
 fn after_precopy_switches_on_pass_two_exactly_once() {
@@ -597,7 +609,7 @@ fn a_failed_automatic_switch_does_not_fail_the_migration() {
     assert!(f.done.expect("done").is_ok());
 }
 
-// ---- StartPostCopy (B.2) ----
+// ---- StartPostCopy (§6) ----
 
 fn start_pc(f: &mut Fake, flags: u32) -> Result<ApiValue, VirError> {
     f.feed(Input::Api(ApiCall::StartPostCopy { flags }));
@@ -670,14 +682,14 @@ fn start_postcopy_reports_qemu_errors_as_libvirt_does() {
 
 #[test]
 fn start_postcopy_twice_succeeds_twice() {
-    // B.9.2: repeated calls succeed silently; QEMU only sets a flag again.
+    // §6: repeated calls succeed silently; QEMU only sets a flag again.
     let mut f = Fake::started(PC);
     assert!(start_pc(&mut f, 0).is_ok());
     assert!(start_pc(&mut f, 0).is_ok());
     assert_eq!(f.count("migrate-start-postcopy"), 2);
 }
 
-// ---- states and events (B.4) ----
+// ---- states and events (§9) ----
 
 #[test]
 fn postcopy_states_and_events_on_both_sides() {
@@ -822,12 +834,12 @@ fn an_unknown_status_in_an_event_changes_nothing() {
     assert_eq!(f.count("migrate-start-postcopy"), 1);
 }
 
-// ---- recovery (B.1.6) ----
+// ---- recovery (§11) ----
 
 fn resumed(memory: Option<postcopy_core::driver::JobMemory>) -> Fake {
     let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
     let mut f = Fake::new(flags);
-    f.m = Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]).with_memory(memory);
+    f.m = Migration::new(req(flags), PerSide::new((10, 0, 2), (10, 0, 2))).with_memory(memory);
     f.status = ["postcopy-paused", "postcopy-paused"];
     f.start();
     f
@@ -879,8 +891,7 @@ fn resume_sends_no_capabilities_and_recovers_on_both_sides() {
 fn resume_restores_the_parameters_the_first_call_saved() {
     let orig = json!({"tls-creds": "", "max-bandwidth": 134217728});
     let mut f = resumed(Some(postcopy_core::driver::JobMemory {
-        src_orig_params: None,
-        dst_orig_params: Some(orig.clone()),
+        orig_params: PerSide::new(None, Some(orig.clone())),
     }));
     f.status(Side::Src, "postcopy-active");
     f.complete();
@@ -933,54 +944,318 @@ fn after_precopy_completion_the_statistics_are_not_read_again() {
     );
 }
 
+/// A ready QMP session for the source monitor, as the engine has one.
+fn ready_session() -> Session<Ticket> {
+    let mut s = Session::new();
+    s.receive(r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}}"#)
+        .expect("greeting");
+    s.receive(r#"{"return": {}, "id": "lpc-0"}"#)
+        .expect("ready");
+    s
+}
+
+/// Hands the driver's commands for the source to `session`; returns the lines transmitted now.
+fn execute_on(session: &mut Session<Ticket>, actions: Vec<Action>) -> Vec<String> {
+    actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                side: Side::Src,
+                command,
+                ticket,
+            } => session.execute(command, ticket).expect("ready"),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn one_command_at_a_time_per_monitor() {
     // QEMU may report pre-switchover before it answered migrate-start-postcopy. libvirt holds the
-    // monitor for one command at a time: the statistics refresh waits for that reply.
+    // monitor for one command at a time: the statistics refresh waits for that reply. The driver
+    // says what to send; the QMP session holds the monitor.
     let mut f = Fake::started(APC);
-    let sends = |acts: &[Action]| -> Vec<(Side, u64, String)> {
-        acts.iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    side, id, command, ..
-                } => Some((*side, *id, command.clone())),
-                _ => None,
-            })
-            .collect()
-    };
+    let mut src = ready_session();
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "MIGRATION_PASS".into(),
         data: json!({"pass": 2}),
     });
-    let s = sends(&a);
-    assert_eq!(s.len(), 1);
-    assert_eq!(s[0].2, "migrate-start-postcopy");
-    let switch_id = s[0].1;
+    assert_eq!(
+        execute_on(&mut src, a),
+        ["{\"execute\":\"migrate-start-postcopy\",\"id\":\"lpc-1\"}\n"]
+    );
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "STOP".into(),
         data: json!({}),
     });
-    assert!(sends(&a).is_empty());
+    assert!(execute_on(&mut src, a).is_empty());
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "MIGRATION".into(),
         data: json!({"status": "pre-switchover"}),
     });
     assert!(
-        sends(&a).is_empty(),
-        "nothing while migrate-start-postcopy is unanswered: {a:?}"
+        a.iter().any(|x| matches!(
+            x,
+            Action::Send {
+                command: Command::QueryMigrate,
+                ..
+            }
+        )),
+        "the driver asks for the statistics: {a:?}"
     );
-    let a = f.m.handle(Input::Reply {
-        side: Side::Src,
-        id: switch_id,
-        result: Ok(json!({})),
-    });
-    let s = sends(&a);
+    assert!(
+        execute_on(&mut src, a).is_empty(),
+        "nothing goes out while migrate-start-postcopy is unanswered"
+    );
+    assert_eq!(src.queued(), 1);
+    match src
+        .receive(r#"{"return": {}, "id": "lpc-1"}"#)
+        .expect("reply")
+    {
+        Output::Reply {
+            command,
+            context,
+            result,
+            transmit,
+        } => {
+            assert_eq!(command, Command::MigrateStartPostcopy);
+            assert_eq!(
+                transmit.as_deref(),
+                Some("{\"execute\":\"query-migrate\",\"id\":\"lpc-2\"}\n"),
+                "the statistics refresh goes out with the reply"
+            );
+            let a = f.m.handle(Input::Reply {
+                side: Side::Src,
+                command,
+                ticket: context,
+                result,
+            });
+            assert!(execute_on(&mut src, a).is_empty());
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(src.in_flight(), Some(&Command::QueryMigrate));
+}
+
+#[test]
+fn milestones_time_the_switch_once() {
+    let mut f = Fake::started(APC);
+    f.pass(1);
+    f.pass(2);
+    f.pass(3);
+    f.status(Side::Src, "postcopy-active");
+    f.status(Side::Dst, "postcopy-active");
     assert_eq!(
-        s.iter().map(|x| x.2.as_str()).collect::<Vec<_>>(),
-        ["query-migrate"],
-        "{a:?}"
+        f.milestones,
+        [
+            Milestone::Pass2Seen { pass: 2 },
+            Milestone::SwitchRequested(SwitchedBy::AfterPrecopy { pass: 2 }),
+            Milestone::PostcopyActive { side: Side::Src },
+        ]
     );
+}
+
+#[test]
+fn a_manual_switch_is_a_milestone_too() {
+    let mut f = Fake::started(PC);
+    f.pass(1);
+    assert!(start_pc(&mut f, 0).is_ok());
+    assert!(start_pc(&mut f, 0).is_ok());
+    assert_eq!(
+        f.milestones,
+        [Milestone::SwitchRequested(SwitchedBy::Api { pass: 1 })]
+    );
+}
+
+// ---- the domain object's rules (docs/driver-behaviour.md §6, §8, §9, §12) ----
+
+fn answer(e: VirError) -> (i32, String) {
+    (e.code, e.message())
+}
+
+#[test]
+fn calls_without_a_job_get_libvirts_answers() {
+    let cases = [
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: post-copy can only be started while outgoing migration is in progress",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 1 },
+            true,
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x1) in function qemuDomainMigrateStartPostCopy",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            false,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: domain is not running",
+        ),
+        (
+            ApiCall::AbortJob { flags: 0 },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: no job is active on the domain",
+        ),
+        (
+            ApiCall::AbortJob {
+                flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+            },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: current job is not outgoing migration in post-copy mode",
+        ),
+        (
+            ApiCall::AbortJob { flags: 4 },
+            true,
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x4) in function qemuDomainAbortJobFlags",
+        ),
+        (
+            ApiCall::GetJobStats,
+            false,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: no job is active on the domain",
+        ),
+    ];
+    for (call, active, code, message) in cases {
+        assert_eq!(
+            answer(domain::answer_without_job(&call, active)),
+            (code, message.to_string()),
+            "{call:?} active={active}"
+        );
+    }
+}
+
+#[test]
+fn calls_on_the_destination_are_refused_as_libvirt_does() {
+    let cases = [
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePrepare3Params)",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 2 },
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x2) in function qemuDomainMigrateStartPostCopy",
+        ),
+        (
+            ApiCall::AbortJob { flags: 0 },
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: cannot abort incoming migration; use virDomainDestroy instead",
+        ),
+        (
+            ApiCall::GetJobStats,
+            code::OPERATION_UNSUPPORTED,
+            "Operation not supported: migration statistics are available only on the source host",
+        ),
+    ];
+    for (call, code, message) in cases {
+        assert_eq!(
+            answer(domain::answer_on_destination(&call)),
+            (code, message.to_string()),
+            "{call:?}"
+        );
+    }
+    assert_eq!(
+        domain::check_begin_job(true, true).map_err(answer),
+        Err((
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePerform3Params)".to_string()
+        ))
+    );
+    assert_eq!(
+        domain::check_begin_job(false, false).map_err(answer),
+        Err((
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: domain is not running".to_string()
+        ))
+    );
+    assert_eq!(domain::check_begin_job(false, true), Ok(()));
+}
+
+#[test]
+fn a_finished_migration_answers_calls_as_without_a_job() {
+    let mut f = Fake::started(PC);
+    f.status(Side::Src, "completed");
+    f.status(Side::Dst, "completed");
+    assert!(f.done.clone().expect("done").is_ok());
+    let r = start_pc(&mut f, 0).expect_err("no job");
+    // The source QEMU was stopped: the domain is not running any more.
+    assert_eq!(
+        answer(r),
+        answer(domain::answer_without_job(
+            &ApiCall::StartPostCopy { flags: 0 },
+            false
+        ))
+    );
+}
+
+#[test]
+fn the_state_after_each_lifecycle_event() {
+    let cases = [
+        (
+            event::STARTED,
+            event::STARTED_MIGRATED,
+            Some((state::PAUSED, state::PAUSED_MIGRATION)),
+        ),
+        (
+            event::SUSPENDED,
+            event::SUSPENDED_POSTCOPY,
+            Some((state::PAUSED, state::PAUSED_POSTCOPY)),
+        ),
+        (
+            event::SUSPENDED,
+            event::SUSPENDED_POSTCOPY_FAILED,
+            Some((state::PAUSED, state::PAUSED_POSTCOPY_FAILED)),
+        ),
+        (
+            event::RESUMED,
+            event::RESUMED_POSTCOPY,
+            Some((state::RUNNING, state::RUNNING_POSTCOPY)),
+        ),
+        (
+            event::RESUMED,
+            event::RESUMED_MIGRATED,
+            Some((state::RUNNING, state::RUNNING_MIGRATED)),
+        ),
+        (
+            event::STOPPED,
+            event::STOPPED_MIGRATED,
+            Some((state::SHUTOFF, state::SHUTOFF_MIGRATED)),
+        ),
+        // A QEMU that crashed is reported by the driver's own state, not by this table.
+        (event::STOPPED, event::STOPPED_FAILED, None),
+    ];
+    for (ev, detail, expected) in cases {
+        assert_eq!(
+            postcopy_core::driver::state_after(ev, detail),
+            expected.map(|(s, r)| postcopy_core::driver::DomainState::new(s, r)),
+            "{}",
+            event::name(ev, detail)
+        );
+    }
+}
+
+#[test]
+fn per_side_values_are_indexed_by_side() {
+    let mut p = PerSide::new("a".to_string(), "b".to_string());
+    p[Side::Dst].push('!');
+    assert_eq!((p[Side::Src].as_str(), p.dst.as_str()), ("a", "b!"));
+    assert_eq!(
+        p.iter().map(|(s, v)| (s, v.len())).collect::<Vec<_>>(),
+        [(Side::Src, 1), (Side::Dst, 2)]
+    );
+    assert_eq!(
+        PerSide::from_fn(Side::other),
+        PerSide::new(Side::Dst, Side::Src)
+    );
+    assert_eq!(p.map(|side, v| format!("{}:{v}", side.tag())).src, "src:a");
 }

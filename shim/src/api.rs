@@ -33,10 +33,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::Instant;
 
-use crate::driver::vocab::{code, event, job, state};
+use crate::driver::domain::{self, answer_on_destination, answer_without_job, state_after};
+use crate::driver::vocab::{code, event, state};
 use crate::driver::{
-    abort_without_job, check_driver_flags, check_public_flags, start_postcopy_without_job, ApiCall,
-    ApiValue, DomainEvent, DomainState, JobStats, MigrateRequest, Outcome, Side, VirError,
+    check_driver_flags, check_public_flags, ApiCall, ApiValue, DomainEvent, DomainState, JobStats,
+    MigrateRequest, Outcome, Side, VirError,
 };
 use crate::engine::{self, EngineError, Incoming, Report, Transport};
 use crate::io::run::{self, Hooks, Idle};
@@ -47,43 +48,14 @@ use crate::transcript::{Record, ReplayTransport};
 /// A domain-event callback: the domain, the event, and for JOB_COMPLETED the completed statistics.
 pub type EventCallback = Box<dyn FnMut(&Domain, &DomainEvent, Option<&JobStats>) + Send>;
 
-/// The error of an engine failure that is not the driver's: I/O becomes VIR_ERR_OPERATION_FAILED,
-/// anything else (protocol, replay divergence, input ended) VIR_ERR_INTERNAL_ERROR with its text.
-/// A divergence's text starts with "replay diverged", so its message starts with
-/// "internal error: replay diverged".
+/// The error of an engine failure that is not the driver's: a transport failure becomes
+/// VIR_ERR_OPERATION_FAILED with its causes, anything else (protocol, replay divergence, input
+/// ended) VIR_ERR_INTERNAL_ERROR with its text. A divergence's text starts with "replay diverged",
+/// so its message starts with "internal error: replay diverged".
 pub fn engine_error(e: EngineError) -> VirError {
     match e {
-        EngineError::Io(m) => VirError::new(code::OPERATION_FAILED, m),
+        EngineError::Transport { .. } => VirError::new(code::OPERATION_FAILED, e.with_causes()),
         other => VirError::new(code::INTERNAL_ERROR, other.to_string()),
-    }
-}
-
-/// The statistics of "no job" (virDomainGetJobStats with no job: VIR_DOMAIN_JOB_NONE, nothing).
-fn no_job() -> JobStats {
-    JobStats {
-        job_type: job::NONE,
-        params: Vec::new(),
-    }
-}
-
-/// libvirt's state after a lifecycle event of a migration (the B.4 table, read backwards).
-fn state_after(ev: i32, detail: i32) -> Option<DomainState> {
-    let s = |st, reason| Some(DomainState::new(st, reason));
-    match (ev, detail) {
-        (event::STARTED, event::STARTED_MIGRATED) => s(state::PAUSED, state::PAUSED_MIGRATION),
-        (event::SUSPENDED, event::SUSPENDED_MIGRATED) => s(state::PAUSED, state::PAUSED_MIGRATION),
-        (event::SUSPENDED, event::SUSPENDED_POSTCOPY) => s(state::PAUSED, state::PAUSED_POSTCOPY),
-        (event::SUSPENDED, event::SUSPENDED_POSTCOPY_FAILED) => {
-            s(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
-        }
-        (event::RESUMED, event::RESUMED_POSTCOPY) => s(state::RUNNING, state::RUNNING_POSTCOPY),
-        (event::RESUMED, event::RESUMED_POSTCOPY_FAILED) => {
-            s(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
-        }
-        (event::RESUMED, event::RESUMED_MIGRATED) => s(state::RUNNING, state::RUNNING_MIGRATED),
-        (event::RESUMED, _) => s(state::RUNNING, state::RUNNING_UNPAUSED),
-        (event::STOPPED, event::STOPPED_MIGRATED) => s(state::SHUTOFF, state::SHUTOFF_MIGRATED),
-        _ => None,
     }
 }
 
@@ -218,7 +190,7 @@ impl Domain {
         let mut g = lock(&self.inner);
         loop {
             let Some(job) = &g.job else {
-                let result = engine::idle_api(&call, Domain::active(&g));
+                let result = Err(answer_without_job(&call, Domain::active(&g)));
                 if let Some(t) = g.transcript.as_mut() {
                     // The call is answered either way; a transcript that cannot be written
                     // only loses this record.
@@ -230,28 +202,7 @@ impl Domain {
                 return Err(replay_call());
             }
             if job.role == Side::Dst {
-                return Err(match call {
-                    ApiCall::StartPostCopy { flags } if flags != 0 => {
-                        start_postcopy_without_job(flags, true)
-                    }
-                    ApiCall::StartPostCopy { .. } => VirError::new(
-                        code::OPERATION_TIMEOUT,
-                        "cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePrepare3Params)",
-                    ),
-                    ApiCall::AbortJob { flags }
-                        if flags & !crate::driver::vocab::VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 =>
-                    {
-                        abort_without_job(flags, true)
-                    }
-                    ApiCall::AbortJob { .. } => VirError::new(
-                        code::OPERATION_INVALID,
-                        "cannot abort incoming migration; use virDomainDestroy instead",
-                    ),
-                    ApiCall::GetJobStats => VirError::new(
-                        code::OPERATION_UNSUPPORTED,
-                        "migration statistics are available only on the source host",
-                    ),
-                });
+                return Err(answer_on_destination(&call));
             }
             match job.controller.clone() {
                 None => g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner()),
@@ -318,21 +269,18 @@ impl Domain {
         if flags & virt_sys::VIR_DOMAIN_JOB_STATS_COMPLETED != 0 {
             let g = lock(&self.inner);
             if g.job.as_ref().is_some_and(|j| j.role == Side::Dst) {
-                return Err(VirError::new(
-                    code::OPERATION_UNSUPPORTED,
-                    "migration statistics are available only on the source host",
-                ));
+                return Err(domain::stats_only_on_source());
             }
-            return Ok(g.completed.clone().unwrap_or_else(no_job));
+            return Ok(g.completed.clone().unwrap_or_else(domain::no_job_stats));
         }
         if lock(&self.inner).job.is_none() {
-            return Ok(no_job());
+            return Ok(domain::no_job_stats());
         }
         match self.call(ApiCall::GetJobStats) {
             Ok(ApiValue::Stats(s)) => Ok(s),
-            Ok(ApiValue::Done) => Ok(no_job()),
+            Ok(ApiValue::Done) => Ok(domain::no_job_stats()),
             // The job ended between the two looks: libvirt would have found no job.
-            Err(_) if lock(&self.inner).job.is_none() => Ok(no_job()),
+            Err(_) if lock(&self.inner).job.is_none() => Ok(domain::no_job_stats()),
             Err(e) => Err(e),
         }
     }
@@ -389,18 +337,7 @@ impl Domain {
 
     fn begin_job(&self, role: Side, replay: bool) -> Result<(), VirError> {
         let mut g = lock(&self.inner);
-        if g.job.is_some() {
-            return Err(VirError::new(
-                code::OPERATION_TIMEOUT,
-                "cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePerform3Params)",
-            ));
-        }
-        if !Domain::active(&g) {
-            return Err(VirError::new(
-                code::OPERATION_INVALID,
-                "domain is not running",
-            ));
-        }
+        domain::check_begin_job(g.job.is_some(), Domain::active(&g))?;
         g.job = Some(Job {
             role,
             replay,
@@ -555,6 +492,9 @@ impl<F: FnMut(Side, &DomainEvent)> Transport for ReplayWithEvents<'_, F> {
     fn domain_event(&mut self, side: Side, event: &DomainEvent) {
         self.inner.domain_event(side, event);
         (self.on_event)(side, event)
+    }
+    fn milestone(&mut self, milestone: &crate::driver::Milestone) {
+        self.inner.milestone(milestone)
     }
     fn warn(&mut self, message: &str) {
         self.inner.warn(message)

@@ -145,7 +145,7 @@ main(int argc, char **argv)
     check(lpc_get_last_error() == NULL && lpc_get_last_error_code() == VIR_ERR_OK,
           "typed_params_free resets the last error");
 
-    /* virDomainMigrateStartPostCopy without a job (SPEC B.2 rows 3 and 8) */
+    /* virDomainMigrateStartPostCopy without a job (docs/driver-behaviour.md §6 rows 3 and 8) */
     check_error(lpc_domain_migrate_start_post_copy(NULL, 0), VIR_ERR_INVALID_ARG,
                 "invalid argument: dom in lpc_domain_migrate_start_post_copy must not be NULL",
                 "start_post_copy(NULL)");
@@ -193,7 +193,7 @@ main(int argc, char **argv)
     rc = lpc_domain_get_state(d, &state, NULL, 0);
     check(rc == 0 && state == VIR_DOMAIN_RUNNING, "get_state, reason optional");
 
-    /* virDomainMigrate3: flags (public API, then the driver's Begin: SPEC A.1, B.3) */
+    /* virDomainMigrate3: flags (public API, then the driver's Begin: docs/driver-behaviour.md §1) */
     p = params_of("tcp:127.0.0.1:1", &n);
     check_error(lpc_domain_migrate(d, d2, p, n,
                                    VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY),

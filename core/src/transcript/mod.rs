@@ -4,5 +4,7 @@
 pub mod format;
 mod replay;
 
+/// Defined by the engine, whose error carries it; named here, where replays produce it.
+pub use crate::engine::Divergence;
 pub use format::{ApiRecord, Header, Record, Transcript, TranscriptError, FORMAT_VERSION};
-pub use replay::{Divergence, ReplayTransport};
+pub use replay::ReplayTransport;

@@ -6,7 +6,7 @@ use std::sync::mpsc::{channel, Receiver, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::driver::{ApiCall, ApiValue, DomainEvent, Side, VirError};
+use crate::driver::{ApiCall, ApiValue, DomainEvent, Milestone, Side, VirError};
 use crate::engine::{EngineError, Incoming, Transport};
 use crate::qmp::Framer;
 
@@ -113,7 +113,8 @@ impl Controller {
 /// Timings the live transport measured (the driver has no clock).
 #[derive(Debug, Clone, Default)]
 pub struct TransportStats {
-    /// MIGRATION_PASS with pass >= 2 taken by the loop -> `migrate-start-postcopy` written.
+    /// The driver's milestones: the source's MIGRATION_PASS >= 2 processed -> `migrate-start-postcopy`
+    /// requested (and written, when the source monitor was free).
     pub switch_latency: Option<Duration>,
     pub started: Option<Instant>,
     pub postcopy_at: Option<Duration>,
@@ -241,25 +242,9 @@ impl Transport for LiveTransport {
         let msg = self
             .rx
             .recv()
-            .map_err(|_| EngineError::Io("all monitor readers stopped".into()))?;
+            .map_err(|e| EngineError::transport("all monitor readers stopped", e))?;
         Ok(match msg {
-            LoopMsg::Line(side, line) => {
-                if side == Side::Src
-                    && self.pass2_at.is_none()
-                    && line.contains("\"MIGRATION_PASS\"")
-                {
-                    let pass = serde_json::from_str::<serde_json::Value>(&line)
-                        .ok()
-                        .and_then(|v| v.get("data")?.get("pass")?.as_u64());
-                    if pass.is_some_and(|p| p >= 2) {
-                        self.pass2_at = Some(Instant::now());
-                    }
-                }
-                if line.contains("\"postcopy-active\"") && self.stats.postcopy_at.is_none() {
-                    self.stats.postcopy_at = Some(self.elapsed());
-                }
-                Incoming::Line { side, line }
-            }
+            LoopMsg::Line(side, line) => Incoming::Line { side, line },
             LoopMsg::Eof(side, reason) => Incoming::Closed { side, reason },
             LoopMsg::Note(text) => Incoming::Note(text),
             LoopMsg::Api(call, reply) => {
@@ -276,13 +261,28 @@ impl Transport for LiveTransport {
         }];
         w.write_all(line.as_bytes())
             .and_then(|_| w.flush())
-            .map_err(|e| EngineError::Io(format!("{} monitor write failed: {e}", side.tag())))?;
-        if line.contains("\"migrate-start-postcopy\"") {
-            if let (Some(at), None) = (self.pass2_at, self.stats.switch_latency) {
-                self.stats.switch_latency = Some(at.elapsed());
+            .map_err(|e| {
+                EngineError::transport(format!("{} monitor write failed", side.tag()), e)
+            })?;
+        Ok(())
+    }
+
+    fn milestone(&mut self, milestone: &Milestone) {
+        match milestone {
+            Milestone::Pass2Seen { .. } => {
+                self.pass2_at.get_or_insert_with(Instant::now);
+            }
+            Milestone::SwitchRequested(_) => {
+                if let (Some(at), None) = (self.pass2_at, self.stats.switch_latency) {
+                    self.stats.switch_latency = Some(at.elapsed());
+                }
+            }
+            Milestone::PostcopyActive { .. } => {
+                if self.stats.postcopy_at.is_none() {
+                    self.stats.postcopy_at = Some(self.elapsed());
+                }
             }
         }
-        Ok(())
     }
 
     fn api_return(

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
+use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Milestone, Side, VirError};
 use crate::engine::{api_result_text, EngineError, Incoming, Transport};
 use crate::transcript::{ApiRecord, Header, Record, Transcript};
 
@@ -50,10 +50,11 @@ impl<T: Transport> Recorder<T> {
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), EngineError> {
-        let line = serde_json::to_string(rec).map_err(|e| EngineError::Io(e.to_string()))?;
+        let line = serde_json::to_string(rec)
+            .map_err(|e| EngineError::transport("cannot encode a transcript record", e))?;
         writeln!(self.out, "{line}")
             .and_then(|_| self.out.flush())
-            .map_err(|e| EngineError::Io(format!("cannot write the transcript: {e}")))
+            .map_err(|e| EngineError::transport("cannot write the transcript", e))
     }
 
     /// Records an API call made outside a migration (before it, after it), with its result.
@@ -118,7 +119,8 @@ impl<T: Transport> Transport for Recorder<T> {
 
     fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError> {
         self.inner.send(side, line)?;
-        let msg: Value = serde_json::from_str(line).map_err(|e| EngineError::Io(e.to_string()))?;
+        let msg: Value = serde_json::from_str(line)
+            .map_err(|e| EngineError::transport("shim sent invalid JSON", e))?;
         let t = self.t();
         self.write(&Record::Send {
             t,
@@ -147,6 +149,10 @@ impl<T: Transport> Transport for Recorder<T> {
 
     fn domain_event(&mut self, side: Side, event: &DomainEvent) {
         self.inner.domain_event(side, event)
+    }
+
+    fn milestone(&mut self, milestone: &Milestone) {
+        self.inner.milestone(milestone)
     }
 
     fn warn(&mut self, message: &str) {

@@ -71,7 +71,7 @@ impl Transport for Idle {
         Ok(engine::Incoming::End)
     }
     fn send(&mut self, _side: Side, _line: &str) -> Result<(), EngineError> {
-        Err(EngineError::Io("no migration runs".into()))
+        Err(EngineError::transport_ended("no migration runs"))
     }
     fn api_return(
         &mut self,
@@ -138,7 +138,9 @@ pub(crate) fn migrate(
     hooks: Hooks,
 ) -> Result<LiveRun, EngineError> {
     let connect = |a: &str| {
-        Monitor::connect(a, Duration::from_secs(20)).map_err(|e| EngineError::Io(e.to_string()))
+        Monitor::connect(a, Duration::from_secs(20)).map_err(|e| {
+            EngineError::transport(format!("cannot connect to the QMP monitor {a}"), e)
+        })
     };
     let src = connect(src_qmp)?;
     let dst = connect(dst_qmp)?;
@@ -164,7 +166,7 @@ pub(crate) fn migrate(
         }
         Some(spec) => {
             let cannot = |e: std::io::Error| {
-                EngineError::Io(format!("cannot write {}: {e}", spec.path.display()))
+                EngineError::transport(format!("cannot write {}", spec.path.display()), e)
             };
             let epoch = spec.epoch.unwrap_or_else(std::time::Instant::now);
             let mut rec = if spec.append {
