@@ -29,3 +29,26 @@ pub fn start_pair(dir: &Path) -> QemuPair {
         panic!("cannot start the QEMUs (ci/install-deps qemu): {causes}")
     })
 }
+
+/// The live tests' guest on a source and a destination QEMU in `dir`, each in its host of a
+/// testbed whose link runs at `rate_mib_s` (tbf): the testbed (keep it as long as the QEMUs:
+/// they end with it), the pair, and the migration URI (the destination host's address).
+pub fn start_pair_on_testbed(
+    cfg: &postcopy_tools::qemu::QemuConfig,
+    dir: &Path,
+    rate_mib_s: f64,
+) -> (postcopy_tools::testbed::Testbed, QemuPair, String) {
+    use postcopy_tools::testbed::{LinkConfig, Testbed};
+    let tb = Testbed::new(LinkConfig::new(rate_mib_s)).unwrap_or_else(|e| {
+        panic!(
+            "cannot build the testbed: {}",
+            postcopy_tools::error_chain(&e).join(": ")
+        )
+    });
+    let pair = QemuPair::start_in_hosts(cfg, &tb.probe(), dir).unwrap_or_else(|e| {
+        let causes = postcopy_tools::error_chain(&e).join(": ");
+        panic!("cannot start the QEMUs (ci/install-deps qemu): {causes}")
+    });
+    let uri = tb.migration_uri(postcopy_tools::scenario::TESTBED_PORT);
+    (tb, pair, uri)
+}
