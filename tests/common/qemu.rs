@@ -8,7 +8,7 @@ use std::path::Path;
 
 use postcopy_tools::qemu::{QemuConfig, QemuPair};
 
-use crate::common::live::{guest_kernel, GUEST, GUEST_MEMORY_MIB};
+use crate::common::live::guest_kernel;
 
 /// The system's qemu-system-x86_64 running our guest with this command line in `memory_mib`.
 pub fn config(guest: &str, memory_mib: u64) -> QemuConfig {
@@ -20,14 +20,6 @@ pub fn config(guest: &str, memory_mib: u64) -> QemuConfig {
         guest,
         memory_mib,
     )
-}
-
-/// The live tests' guest on a source and a destination QEMU in `dir`, the source ready.
-pub fn start_pair(dir: &Path) -> QemuPair {
-    QemuPair::start(&config(GUEST, GUEST_MEMORY_MIB), dir).unwrap_or_else(|e| {
-        let causes = postcopy_tools::error_chain(&e).join(": ");
-        panic!("cannot start the QEMUs (ci/install-deps qemu): {causes}")
-    })
 }
 
 /// The live tests' guest on a source and a destination QEMU in `dir`, each in its host of a
