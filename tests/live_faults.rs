@@ -323,7 +323,7 @@ fn destination_dies_before_the_switch_source_keeps_running() {
         Recovery::None,
     ));
     let rep = r.last().unwrap();
-    assert_killed_error(rep, "destination");
+    assert_killed_error(rep, "destination", false);
     assert_eq!(rep.src_state.state, state::RUNNING);
     assert!(r.src_alive);
     assert_eq!(rep.dst_state, st(state::SHUTOFF, state::SHUTOFF_CRASHED));
@@ -345,7 +345,7 @@ fn source_dies_before_the_switch_destination_is_stopped() {
         Recovery::None,
     ));
     let rep = r.last().unwrap();
-    assert_killed_error(rep, "source");
+    assert_killed_error(rep, "source", false);
     assert_eq!(rep.src_state, st(state::SHUTOFF, state::SHUTOFF_CRASHED));
     assert_eq!(rep.dst_state, st(state::SHUTOFF, state::SHUTOFF_FAILED));
     assert!(!r.dst_alive);
@@ -367,7 +367,7 @@ fn destination_dies_in_postcopy_source_is_left_paused_not_killed() {
         Recovery::None,
     ));
     let rep = r.last().unwrap();
-    assert_killed_error(rep, "destination");
+    assert_killed_error(rep, "destination", true);
     assert_eq!(
         rep.src_state,
         st(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
@@ -395,21 +395,7 @@ fn source_dies_in_postcopy_destination_is_left_running_not_killed() {
         Recovery::None,
     ));
     let rep = r.last().unwrap();
-    // Which the driver hears first is a race: the source's monitor closing, or the destination
-    // QEMU's own post-copy failure (its stream broke with the source's death).
-    let e = rep
-        .result
-        .as_ref()
-        .expect_err("a killed QEMU fails the migration");
-    assert_eq!(e.code, code::OPERATION_FAILED, "{e}");
-    assert!(
-        [
-            "operation failed: source QEMU monitor closed: end of file",
-            "operation failed: job 'migration in' failed in post-copy phase",
-        ]
-        .contains(&e.message().as_str()),
-        "{e}"
-    );
+    assert_killed_error(rep, "source", true);
     assert_eq!(
         rep.dst_state,
         st(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
@@ -418,19 +404,22 @@ fn source_dies_in_postcopy_destination_is_left_running_not_killed() {
     cleanup(r);
 }
 
-/// The error of a migration whose `side` QEMU was killed.
-fn assert_killed_error(rep: &postcopy_core::engine::Report, side: &str) {
+/// The error of a migration whose `side` QEMU was killed: VIR_ERR_OPERATION_FAILED, saying that
+/// QEMU's monitor closed (with what the driver was waiting for then: "end of file", or the
+/// command whose reply never came). In post-copy the surviving QEMU's own failure (its stream
+/// broke with the other's death) may reach the driver first: then the post-copy failure.
+fn assert_killed_error(rep: &postcopy_core::engine::Report, side: &str, in_postcopy: bool) {
     let e = rep
         .result
         .as_ref()
         .expect_err("a killed QEMU fails the migration");
-    assert_eq!(
-        (e.code, e.message()),
-        (
-            code::OPERATION_FAILED,
-            format!("operation failed: {side} QEMU monitor closed: end of file")
-        )
-    );
+    eprintln!("{side} killed: {e}");
+    assert_eq!(e.code, code::OPERATION_FAILED, "{e}");
+    let msg = e.message();
+    let closed = msg.starts_with(&format!("operation failed: {side} QEMU monitor closed: "));
+    let postcopy_failed =
+        in_postcopy && msg == "operation failed: job 'migration in' failed in post-copy phase";
+    assert!(closed || postcopy_failed, "{e}");
 }
 
 /// The scenario leaves a failed post-copy's QEMUs running on purpose, in the testbed it hands

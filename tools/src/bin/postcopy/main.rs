@@ -229,7 +229,7 @@ fn parse_abort(s: &str) -> Result<(u32, Trigger), ArgError> {
 fn parse_rate(s: &str) -> Result<f64, ArgError> {
     match s.parse::<f64>() {
         Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
-        _ => Err(ArgError::Number(s.to_string())),
+        _ => Err(ArgError::Rate(s.to_string())),
     }
 }
 
