@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use common::live::live_enabled;
 use common::root;
 use postcopy_tools::guest_report::GuestLine;
-use postcopy_tools::qemu::{free_port, QemuPair, SerialFollower};
+use postcopy_tools::qemu::{QemuPair, SerialFollower};
 
 /// The C (or C++) compiler as a user of the library runs it: warnings are errors, `-pedantic`,
 /// AddressSanitizer, the header from the installed prefix. Outside a build script `cc` is told
@@ -426,8 +426,9 @@ fn live(build_exe: impl FnOnce() -> PathBuf, mode: Option<&str>) -> String {
     let exe = build_exe();
     let name = mode.unwrap_or("readme-example");
     let dir = work().join(format!("live-{name}-{}", std::process::id()));
-    let QemuPair { src, dst } = qemu::start_pair(&dir);
-    let uri = format!("tcp:127.0.0.1:{}", free_port().unwrap());
+    // Each QEMU in its host of the testbed (tbf, 32 MiB/s): the URI is the destination host's.
+    let cfg = qemu::config(common::live::GUEST, common::live::GUEST_MEMORY_MIB);
+    let (_testbed, QemuPair { src, dst }, uri) = qemu::start_pair_on_testbed(&cfg, &dir, 32.0);
     let t0 = Instant::now();
     let args: Vec<&str> = mode
         .into_iter()

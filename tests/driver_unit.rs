@@ -1027,6 +1027,33 @@ fn resume_refuses_a_migration_that_has_not_failed() {
     }
 }
 
+/// A silent partition: the source paused (migrate-pause), the destination has not noticed yet.
+/// The refused resume leaves both domains in the states their QEMUs stand for (the source's
+/// failed post-copy, the destination's post-copy), so a policy can retry; not a fresh domain's
+/// "running".
+#[test]
+fn a_refused_resume_leaves_the_failed_post_copy_states() {
+    let mut f = Fake::new(PC | VIR_MIGRATE_POSTCOPY_RESUME);
+    f.status = ["postcopy-paused", "postcopy-active"];
+    f.start();
+    let e = f.done.clone().expect("done").expect_err("refused");
+    assert_eq!(
+        (e.code, e.detail.as_str()),
+        (
+            code::OPERATION_INVALID,
+            "post-copy migration of domain guest has not failed"
+        )
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY)
+    );
+}
+
 #[test]
 fn after_precopy_completion_the_statistics_are_not_read_again() {
     let mut f = Fake::started(VIR_MIGRATE_LIVE);

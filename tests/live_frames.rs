@@ -26,7 +26,7 @@ use postcopy_tools::guest_report::metrics::{
     blackout_estimate, degraded_period, frame_stalls, FrameSample,
 };
 use postcopy_tools::guest_report::GuestLine;
-use postcopy_tools::qemu::{free_port, QemuConfig, QemuPair, QemuProcess, SerialFollower};
+use postcopy_tools::qemu::{QemuConfig, QemuPair, QemuProcess, SerialFollower};
 
 const FPS: f64 = 25.0;
 /// Frames on each side of an interval whose medians decide the blackout (200 ms at 25 fps).
@@ -332,15 +332,16 @@ fn a_frame_mode_guest_renders_on_through_a_postcopy_migration() {
     }
     let dir = tempdir("migrate");
     let cfg = config("mode=frame ro=64 hot=16 cold=32 rate=40 beat=20");
-    let QemuPair { mut src, mut dst } = QemuPair::start(&cfg, &dir).expect("start the QEMUs");
+    // Each QEMU in its host of the testbed; the link (tbf, 24 MiB/s) is the limit.
+    let (_testbed, QemuPair { mut src, mut dst }, uri) =
+        qemu::start_pair_on_testbed(&cfg, &dir, 24.0);
     let t0 = Instant::now();
     let follow = Follower::start(&[&src.serial, &dst.serial], t0);
     thread::sleep(Duration::from_secs(2));
-    let port = free_port().expect("a free port");
     let req = MigrateRequest {
         flags: VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
-        uri: format!("tcp:127.0.0.1:{port}"),
-        bandwidth_mib: Some(24),
+        uri,
+        bandwidth_mib: None,
         postcopy_bandwidth_mib: None,
         connect_uri: None,
         switch_policy: None,

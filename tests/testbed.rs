@@ -918,29 +918,16 @@ fn real_migration(rtt: Duration) {
     let probe = tb.probe();
     let dir = std::env::temp_dir().join(format!("postcopy-testbed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    // QEMU started in its host: a wrapper that enters the host's namespace, then execs QEMU.
-    let wrapper = |host: Host| {
-        use std::os::unix::fs::PermissionsExt;
-        let p = dir.join(format!("qemu-in-{}", host.name()));
-        std::fs::write(
-            &p,
-            format!(
-                "#!/bin/sh\nexec {} --net={} -- qemu-system-x86_64 \"$@\"\n",
-                probe.tools().nsenter.display(),
-                probe.netns_path(host).display()
-            ),
+    // QEMU started in its host (nsenter, which execs QEMU: the pid is QEMU's).
+    let cfg = |host: Host| {
+        QemuConfig::guest(
+            std::path::Path::new("qemu-system-x86_64"),
+            None,
+            &guest_dir.join("postcopy-guest.elf"),
+            "ro=64 hot=16 cold=64 rate=40 beat=20",
+            256,
         )
-        .unwrap();
-        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
-        p
-    };
-    let cfg = |host: Host| QemuConfig {
-        binary: wrapper(host),
-        kernel: guest_dir.join("postcopy-guest.elf"),
-        append: "ro=64 hot=16 cold=64 rate=40 beat=20".into(),
-        memory_mib: 256,
-        extra_args: Vec::new(),
-        env: Vec::new(),
+        .in_host(&probe, host)
     };
     let mut src = QemuProcess::start(&cfg(Host::Source), &dir, "src", false).unwrap();
     let dst = QemuProcess::start(&cfg(Host::Destination), &dir, "dst", true).unwrap();

@@ -8,7 +8,7 @@ use std::path::Path;
 
 use postcopy_tools::qemu::{QemuConfig, QemuPair};
 
-use crate::common::live::{guest_kernel, GUEST, GUEST_MEMORY_MIB};
+use crate::common::live::guest_kernel;
 
 /// The system's qemu-system-x86_64 running our guest with this command line in `memory_mib`.
 pub fn config(guest: &str, memory_mib: u64) -> QemuConfig {
@@ -22,10 +22,25 @@ pub fn config(guest: &str, memory_mib: u64) -> QemuConfig {
     )
 }
 
-/// The live tests' guest on a source and a destination QEMU in `dir`, the source ready.
-pub fn start_pair(dir: &Path) -> QemuPair {
-    QemuPair::start(&config(GUEST, GUEST_MEMORY_MIB), dir).unwrap_or_else(|e| {
+/// The live tests' guest on a source and a destination QEMU in `dir`, each in its host of a
+/// testbed whose link runs at `rate_mib_s` (tbf): the testbed (keep it as long as the QEMUs:
+/// they end with it), the pair, and the migration URI (the destination host's address).
+pub fn start_pair_on_testbed(
+    cfg: &postcopy_tools::qemu::QemuConfig,
+    dir: &Path,
+    rate_mib_s: f64,
+) -> (postcopy_tools::testbed::Testbed, QemuPair, String) {
+    use postcopy_tools::testbed::{LinkConfig, Testbed};
+    let tb = Testbed::new(LinkConfig::new(rate_mib_s)).unwrap_or_else(|e| {
+        panic!(
+            "cannot build the testbed: {}",
+            postcopy_tools::error_chain(&e).join(": ")
+        )
+    });
+    let pair = QemuPair::start_in_hosts(cfg, &tb.probe(), dir).unwrap_or_else(|e| {
         let causes = postcopy_tools::error_chain(&e).join(": ");
         panic!("cannot start the QEMUs (ci/install-deps qemu): {causes}")
-    })
+    });
+    let uri = tb.migration_uri(postcopy_tools::scenario::TESTBED_PORT);
+    (tb, pair, uri)
 }

@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use postcopy_core::driver::Side;
 
+use crate::testbed::{Host, Probe};
+
 /// How to start a QEMU.
 #[derive(Debug, Clone)]
 pub struct QemuConfig {
@@ -22,6 +24,9 @@ pub struct QemuConfig {
     pub extra_args: Vec<String>,
     /// Extra environment (for example QEMU_MODULE_DIR).
     pub env: Vec<(String, String)>,
+    /// Start QEMU inside this testbed host's network namespace (`nsenter --net`, which then
+    /// execs QEMU: the pid is QEMU's). QMP stays on the unix socket. None: this machine's own.
+    pub host: Option<(Probe, Host)>,
 }
 
 impl QemuConfig {
@@ -42,6 +47,15 @@ impl QemuConfig {
             memory_mib,
             extra_args,
             env,
+            host: None,
+        }
+    }
+
+    /// The same QEMU started inside `host` of the testbed `probe` belongs to.
+    pub fn in_host(&self, probe: &Probe, host: Host) -> QemuConfig {
+        QemuConfig {
+            host: Some((probe.clone(), host)),
+            ..self.clone()
         }
     }
 }
@@ -90,7 +104,10 @@ impl QemuProcess {
         let qmp = dir.join(format!("{name}.qmp"));
         let serial = dir.join(format!("{name}.serial"));
         let _ = std::fs::remove_file(&qmp);
-        let mut cmd = Command::new(&cfg.binary);
+        let mut cmd = match &cfg.host {
+            Some((probe, host)) => probe.command(*host, &cfg.binary),
+            None => Command::new(&cfg.binary),
+        };
         cmd.args([
             "-M",
             "pc",
@@ -242,12 +259,35 @@ impl QemuPair {
     /// Starts both QEMUs in `dir` (sockets `src.qmp`, `dst.qmp`; serial files `src.serial`,
     /// `dst.serial`) and waits for the guest on the source.
     pub fn start(cfg: &QemuConfig, dir: &Path) -> Result<QemuPair, StartError> {
+        QemuPair::start_each(cfg, cfg, dir)
+    }
+
+    /// [`QemuPair::start`] with the source in the testbed's source host and the destination in
+    /// its destination host (`probe`'s namespaces); the migration URI is then the destination
+    /// host's address ([`crate::testbed::Testbed::migration_uri`]).
+    pub fn start_in_hosts(
+        cfg: &QemuConfig,
+        probe: &Probe,
+        dir: &Path,
+    ) -> Result<QemuPair, StartError> {
+        QemuPair::start_each(
+            &cfg.in_host(probe, Host::Source),
+            &cfg.in_host(probe, Host::Destination),
+            dir,
+        )
+    }
+
+    fn start_each(
+        src_cfg: &QemuConfig,
+        dst_cfg: &QemuConfig,
+        dir: &Path,
+    ) -> Result<QemuPair, StartError> {
         std::fs::create_dir_all(dir).map_err(|source| StartError::Create {
             path: dir.to_path_buf(),
             source,
         })?;
-        let mut src = QemuProcess::start(cfg, dir, "src", false)?;
-        let dst = QemuProcess::start(cfg, dir, "dst", true)?;
+        let mut src = QemuProcess::start(src_cfg, dir, "src", false)?;
+        let dst = QemuProcess::start(dst_cfg, dir, "dst", true)?;
         src.wait_serial("READY", Self::READY_TIMEOUT)
             .map_err(|source| StartError::NotReady {
                 name: "src".into(),
@@ -269,7 +309,7 @@ impl QemuPair {
     }
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on now (for a migration stream or a relay).
+/// A TCP port on 127.0.0.1 that nothing listens on now (a migration stream on loopback).
 pub fn free_port() -> std::io::Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())

@@ -18,6 +18,29 @@ impl Migration {
     /// qemuMigrationAnyCanResume on both sides, then the QEMU check of Begin and Prepare. The shim
     /// keeps no job between calls: QEMU's migration status stands for libvirt's job and phase.
     pub(super) fn begin_resume(&mut self, out: &mut Vec<Action>) {
+        // The domains are in the states their QEMUs' post-copy stands for (libvirt keeps them
+        // across calls; the shim reads them back from QEMU): a refused resume leaves them so,
+        // not as a fresh domain's "running".
+        for side in Side::BOTH {
+            let (paused, active) = match side {
+                Side::Src => (
+                    (state::PAUSED, state::PAUSED_POSTCOPY_FAILED),
+                    (state::PAUSED, state::PAUSED_POSTCOPY),
+                ),
+                Side::Dst => (
+                    (state::RUNNING, state::RUNNING_POSTCOPY_FAILED),
+                    (state::RUNNING, state::RUNNING_POSTCOPY),
+                ),
+            };
+            let st = match self.sides[side].status {
+                Some(MigStatus::PostcopyPaused) => Some(paused),
+                Some(MigStatus::PostcopyActive) => Some(active),
+                _ => None,
+            };
+            if let Some((s, r)) = st {
+                self.set_state(side, s, r);
+            }
+        }
         for side in Side::BOTH {
             let not_migrating = match side {
                 Side::Src => format!("domain '{DOMAIN_NAME}' is not being migrated"),

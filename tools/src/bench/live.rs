@@ -1,15 +1,13 @@
-//! One benchmark migration: two local QEMUs with our guest, the stream through the relay (the
-//! link emulator), one switching policy, and the guest's heartbeats timestamped on the host as
-//! they appear on the source's and the destination's serial console.
+//! One benchmark migration: two QEMUs with our guest, each in its host of the testbed (the link:
+//! tbf's rate, the delay stage's round trip), one switching policy, and the guest's heartbeats
+//! timestamped on the host as they appear on the source's and the destination's serial console.
 //!
 //! It migrates through the C library's public API ([`api::migrate_with`]), as the scenarios and C
 //! callers do, but is not a [`crate::scenario`]: its policies call the API from their own threads
-//! as clients do (a poller, an event callback), and it runs the benchmark's own link emulator
-//! ([`super::link`]), whose delay does not cap the rate.
+//! as clients do (a poller, an event callback).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
@@ -17,10 +15,10 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::link::Link;
 use super::BenchError;
 use crate::guest_report::GuestLine;
-use crate::qemu::{free_port, QemuConfig, QemuPair};
+use crate::qemu::{QemuConfig, QemuPair};
+use crate::testbed::{LinkConfig, LinkMonitor, Testbed};
 use postcopy_core::driver::vocab::{
     param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
 };
@@ -131,8 +129,8 @@ pub struct Env {
     pub poll: Duration,
 }
 
-/// The emulated link: source -> destination rate and round-trip time (half of it added in
-/// each direction).
+/// The link: the testbed's (docs/testbed.md), its rate from tbf on each direction, its added
+/// round trip from the testbed's delay stage (0: none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkSpec {
     pub rate_mib: u64,
@@ -167,9 +165,9 @@ pub struct RunResult {
     pub iterations: Option<u64>,
     /// QEMU's ram transferred, bytes.
     pub ram_transferred: Option<u64>,
-    /// Bytes the link delivered source -> destination.
-    pub relay_bytes: u64,
-    /// Connections the link accepted (2 would mean a second channel, e.g. preempt).
+    /// Bytes tbf let through source -> destination (frames with their headers).
+    pub link_bytes: u64,
+    /// Migration connections seen on the link (2: the main stream and postcopy-preempt's).
     pub connections: u64,
     pub beats: Vec<Beat>,
     /// Migration end, ms after the migrate call.
@@ -284,27 +282,33 @@ pub fn run_one(
         &w.guest,
         w.memory_mib,
     );
-    let pair = QemuPair::start(&cfg, &dir)?;
+    // Two hosts and their link for this run; every QEMU in them ends with them.
+    let tb = Testbed::new(LinkConfig::with_rtt(
+        link.rate_mib as f64,
+        Duration::from_millis(link.rtt_ms),
+    ))
+    .map_err(BenchError::Testbed)?;
+    let pair = QemuPair::start_in_hosts(&cfg, &tb.probe(), &dir)?;
     let (src_serial, dst_serial) = (pair.src.serial.clone(), pair.dst.serial.clone());
     let src = Domain::open_qmp(&pair.src.qmp.display().to_string());
     let dst = Domain::open_qmp(&pair.dst.qmp.display().to_string());
     let procs: Procs = Arc::new(Mutex::new(pair));
 
-    let port = free_port().map_err(BenchError::Port)?;
-    let target: SocketAddr = ([127, 0, 0, 1], port).into();
-    let relay = Link::start(
-        target,
-        link.rate_mib * 1024 * 1024,
-        Duration::from_micros(link.rtt_ms * 500),
-    )
-    .map_err(BenchError::Link)?;
+    let port = crate::scenario::TESTBED_PORT;
+    let monitor = LinkMonitor::start(
+        tb.probe(),
+        port,
+        link.rate_mib as f64,
+        link.rtt_ms as f64,
+        Duration::from_millis(100),
+    );
     let req = MigrateRequest {
         flags: policy.flags(),
-        uri: format!("tcp:127.0.0.1:{port}"),
-        // QEMU's caps off (libvirt's unlimited default): the relay is the link.
+        uri: tb.migration_uri(port),
+        // QEMU's caps off (libvirt's unlimited default): the testbed's link is the limit.
         bandwidth_mib: None,
         postcopy_bandwidth_mib: None,
-        connect_uri: Some(format!("tcp:127.0.0.1:{}", relay.port())),
+        connect_uri: None,
         switch_policy: None,
     };
 
@@ -385,12 +389,13 @@ pub fn run_one(
     let end = t0.elapsed();
     done.store(true, Ordering::SeqCst);
     let _ = helper.join();
+    let link_detail = monitor.finish().map_err(BenchError::Testbed)?;
     let mut r = RunResult {
         total_s: end.as_secs_f64(),
         end_ms: end.as_secs_f64() * 1000.0,
         aborted_at_limit: aborted.load(Ordering::SeqCst),
-        relay_bytes: relay.counters().0,
-        connections: relay.counters().2,
+        link_bytes: link_detail.bytes,
+        connections: link_detail.report.connections as u64,
         ..RunResult::default()
     };
     match &live {
@@ -461,9 +466,9 @@ pub fn run_one(
     }
     r.passes.sort_by(|a, b| a.0.total_cmp(&b.0));
     r.beats = beats;
-    drop(relay);
     kill(&procs, Side::Src);
     kill(&procs, Side::Dst);
+    tb.teardown().map_err(BenchError::Testbed)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(r)
 }

@@ -1,11 +1,11 @@
 //! `postcopy bench`: does one pre-copy pass before the switch really cut guest-visible downtime?
 //!
-//! Every policy migrates the same guest over the same emulated link (our relay, QEMU's own caps
+//! Every policy migrates the same guest over the same link (the testbed's: two network
+//! namespaces, a veth pair shaped by tbf, the delay stage for added round trip; QEMU's own caps
 //! off), alternating policy by policy within each repetition, and the host timestamps the
 //! guest's heartbeats on both serial consoles. A gap between consecutive beats (the sequence
 //! continues across the migration) is time the guest could not run. See docs/benchmark.md.
 
-pub mod link;
 pub mod live;
 pub mod replay;
 pub mod report;
@@ -38,10 +38,8 @@ pub enum BenchError {
     Transcript(#[from] postcopy_core::transcript::TranscriptError),
     #[error("cannot set up the QEMUs")]
     Qemu(#[from] crate::qemu::StartError),
-    #[error("cannot find a free port for the migration stream")]
-    Port(#[source] std::io::Error),
-    #[error("cannot start the link emulator")]
-    Link(#[source] std::io::Error),
+    #[error("cannot build, measure or tear down the testbed (two hosts and their link)")]
+    Testbed(#[source] crate::testbed::TestbedError),
 }
 
 impl BenchError {

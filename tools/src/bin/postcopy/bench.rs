@@ -18,10 +18,10 @@ pub struct BenchArgs {
     /// Repetitions of every (link, workload, policy) (default 3; 1 with --quick).
     #[arg(long)]
     reps: Option<usize>,
-    /// Link rate source -> destination (our link emulator), MiB/s; a comma list sweeps.
+    /// The testbed link's rate (tbf, each direction), MiB/s; a comma list sweeps.
     #[arg(long, value_delimiter = ',', default_value = "32")]
     link_rate: Vec<u64>,
-    /// Round-trip time the link emulator adds (half each way), ms; a comma list sweeps
+    /// Round trip the testbed's delay stage adds, ms; a comma list sweeps
     /// (crossed with --link-rate).
     #[arg(long, value_delimiter = ',', default_value = "0,10")]
     rtt_ms: Vec<u64>,

@@ -48,6 +48,8 @@ pub(crate) enum ArgError {
     Trigger(String),
     #[error("not a number: {0}")]
     Number(String),
+    #[error("not a rate in MiB/s above 0: {0}")]
+    Rate(String),
     #[error("expected {0}")]
     Shape(&'static str),
     #[error("unknown side '{0}' (src or dst)")]

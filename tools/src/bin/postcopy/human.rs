@@ -117,6 +117,16 @@ pub(crate) fn text(v: &Value) -> String {
         s.push_str("  ");
         s.push_str(&guest(g));
     }
+    for key in ["link", "stall"] {
+        if let Some(x) = v.get(key) {
+            s.push_str(&format!("  {key}: {x}\n"));
+        }
+    }
+    if let Some(list) = v.get("partitions").and_then(Value::as_array) {
+        for p in list {
+            s.push_str(&format!("  partition: {p}\n"));
+        }
+    }
     for (key, title) in [
         ("faults", "what the harness did (faults, QEMUs stopped)"),
         ("warnings", "warnings"),

@@ -80,7 +80,8 @@ struct MigrateArgs {
     /// Leave out VIR_MIGRATE_LIVE (it is on by default, as `virsh migrate --live`).
     #[arg(long)]
     no_live: bool,
-    /// VIR_MIGRATE_PARAM_BANDWIDTH in MiB/s. Default with local QEMUs: 32.
+    /// VIR_MIGRATE_PARAM_BANDWIDTH in MiB/s (QEMU's own cap). Default: none on the testbed (the
+    /// link is the limit), 32 with --loopback.
     #[arg(long)]
     bandwidth: Option<u64>,
     /// VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY in MiB/s.
@@ -140,20 +141,25 @@ struct MigrateArgs {
     /// Working directory for sockets and serial logs (default: a fresh one under /tmp).
     #[arg(long)]
     workdir: Option<PathBuf>,
-    /// Route the migration stream through our relay (link emulator and fault injector).
+    /// Both QEMUs on this machine's loopback instead of the testbed (no link model: QEMU's own
+    /// cap, --bandwidth, is the only limit; no link faults).
+    #[arg(long, conflicts_with_all = ["link_rate", "rtt_ms", "cut_at", "partition_at"])]
+    loopback: bool,
+    /// The testbed link's rate in MiB/s, each direction (tbf; docs/testbed.md).
+    #[arg(long, default_value_t = 32.0, value_parser = parse_rate)]
+    link_rate: f64,
+    /// Round trip added by the testbed's delay stage, ms (default: none; a LAN's).
     #[arg(long)]
-    relay: bool,
-    /// The relay's source -> destination rate in MiB/s (0: unlimited; implies --relay).
-    #[arg(long)]
-    link_rate: Option<u64>,
-    /// The relay's one-way latency in ms (implies --relay).
-    #[arg(long)]
-    link_latency: Option<u64>,
-    /// Cut the migration stream at: postcopy (source postcopy-active), dst-running,
-    /// iteration:N, or ms:N after the start (implies --relay).
+    rtt_ms: Option<u64>,
+    /// A hard cut of the migration connections (`ss -K` in both hosts) at: postcopy (source
+    /// postcopy-active), dst-running, iteration:N, or ms:N after the start.
     #[arg(long, value_parser = parse_trigger)]
     cut_at: Option<Trigger>,
-    /// Keep the link down this long after the cut (ms); default: until a recovery.
+    /// A silent partition (the link down, no RST) at a trigger, for --down-ms.
+    #[arg(long, value_parser = parse_trigger, requires = "down_ms")]
+    partition_at: Option<Trigger>,
+    /// How long the link stays down after --cut-at (default: until a recovery) or
+    /// --partition-at (required), ms.
     #[arg(long)]
     down_ms: Option<u64>,
     /// Kill a QEMU (src or dst) at a trigger, e.g. `--kill dst@postcopy`.
@@ -232,6 +238,13 @@ fn parse_abort(s: &str) -> Result<(u32, Trigger), ArgError> {
         .split_once('@')
         .ok_or(ArgError::Shape("FLAGS@TRIGGER, e.g. 1@postcopy"))?;
     Ok((parse_u32(flags)?, parse_trigger(at)?))
+}
+
+fn parse_rate(s: &str) -> Result<f64, ArgError> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(ArgError::Rate(s.to_string())),
+    }
 }
 
 fn parse_u32(s: &str) -> Result<u32, ArgError> {
@@ -354,6 +367,9 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
             down_ms: a.down_ms,
         });
     }
+    if let (Some(at), Some(down_ms)) = (a.partition_at, a.down_ms) {
+        faults.push(Fault::Partition { at, down_ms });
+    }
     if let Some((side, at)) = a.kill {
         faults.push(Fault::Kill { side, at });
     }
@@ -363,10 +379,9 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
             at,
         });
     }
-    let relay = a.relay || a.link_rate.is_some() || a.link_latency.is_some() || a.cut_at.is_some();
-    let link = relay.then(|| Link {
-        rate_mib: a.link_rate.unwrap_or(0),
-        latency_ms: a.link_latency.unwrap_or(0),
+    let link = (!a.loopback).then(|| Link {
+        rate_mib_s: a.link_rate,
+        rtt_ms: a.rtt_ms.unwrap_or(0),
     });
     let recovery = match (a.recover_after, a.auto_recover) {
         (_, Some(deadline)) => Recovery::Auto(RecoveryPolicy {
@@ -388,12 +403,9 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
         guest: a.guest.clone(),
         workdir,
         flags,
-        // QEMU's own cap is the default link model; with a relay rate the relay is the link.
-        bandwidth_mib: a.bandwidth.or(if a.link_rate.is_some() {
-            None
-        } else {
-            Some(32)
-        }),
+        // On the testbed the link is the limit: QEMU's caps are not a link model
+        // (BENCHMARK-NOTES), so they are off unless asked. On loopback QEMU's cap is all there is.
+        bandwidth_mib: a.bandwidth.or(a.loopback.then_some(32)),
         postcopy_bandwidth_mib: a.postcopy_bandwidth,
         switch_policy,
         link,
@@ -429,7 +441,15 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
         human::print(&out);
     }
     for (qmp, pid) in &res.left_running {
-        eprintln!("left running for recovery: QEMU pid {pid:?}, QMP socket {qmp}");
+        if res.testbed.is_some() {
+            eprintln!(
+                "QEMU pid {pid:?} (QMP socket {qmp}) was left for a recovery, but it runs in a \
+                 testbed host, which ends with this command: it is stopped now (use --loopback \
+                 for QEMUs that outlive the command)"
+            );
+        } else {
+            eprintln!("left running for recovery: QEMU pid {pid:?}, QMP socket {qmp}");
+        }
     }
     let ok = res.last().is_some_and(|r| r.result.is_ok());
     Ok(if ok {
@@ -581,6 +601,31 @@ fn scenario_json(res: &ScenarioResult) -> Value {
     }
     if !res.notes.is_empty() {
         out.insert("faults".into(), json!(res.notes));
+    }
+    if let Some(l) = &res.link {
+        out.insert("link".into(), json!(l.report));
+    }
+    if !res.partitions.is_empty() {
+        out.insert(
+            "partitions".into(),
+            Value::Array(
+                res.partitions
+                    .iter()
+                    .map(|p| {
+                        json!({"down_at_ms": p.down_at_ms, "lasted_ms": p.lasted_ms,
+                               "src_failed_after_ms": p.src_failed_after_ms,
+                               "dst_failed_after_ms": p.dst_failed_after_ms})
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(s) = &res.stall {
+        out.insert(
+            "stall".into(),
+            json!({"no_progress_since_ms": s.since_ms, "detected_ms": s.detected_ms,
+                   "source_pause": s.src_pause, "destination_pause": s.dst_pause}),
+        );
     }
     if let Some(g) = &res.guest {
         out.insert(
