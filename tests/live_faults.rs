@@ -1,5 +1,5 @@
-//! Live faults on real QEMU (SPEC B.5, B.1.6): a cut during post-copy and a recovery, the
-//! automatic recovery policy, abort, and each QEMU dying before and after the switch. Each test
+//! Live faults on real QEMU (docs/driver-behaviour.md §10, §11): a cut during post-copy and a
+//! recovery, the automatic recovery policy, abort, and each QEMU dying before and after the switch. Each test
 //! asserts the states left behind and what the guest says about its memory.
 //! Set POSTCOPY_SKIP_LIVE=1 to skip where no QEMU can run; CI never sets it.
 

@@ -426,7 +426,7 @@ pub fn page(out: &Outcome) -> String {
          link; the stated added RTT comes from the testbed's delay stage, which every connection \
          of the migration (page requests included) shares. Every connection (the main stream \
          and postcopy-preempt's) crosses the same shaped link. QEMU's own caps are off (no \
-         bandwidth parameters: libvirt's unlimited default), see BENCHMARK-NOTES.\n"
+         bandwidth parameters: libvirt's unlimited default), see docs/benchmark-method.md.\n"
     );
     let _ = writeln!(s, "Links: {}.\n", {
         c.links

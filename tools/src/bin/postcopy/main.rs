@@ -404,7 +404,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
         workdir,
         flags,
         // On the testbed the link is the limit: QEMU's caps are not a link model
-        // (BENCHMARK-NOTES), so they are off unless asked. On loopback QEMU's cap is all there is.
+        // (docs/benchmark-method.md, "Measuring migrations honestly"), so they are off unless asked. On loopback QEMU's cap is all there is.
         bandwidth_mib: a.bandwidth.or(a.loopback.then_some(32)),
         postcopy_bandwidth_mib: a.postcopy_bandwidth,
         switch_policy,
