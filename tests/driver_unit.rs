@@ -1,16 +1,20 @@
-//! Unit tests of the sans-IO driver: flag checks (SPEC B.3, A.1), StartPostCopy preconditions
-//! (B.2), the AFTER_PRECOPY switch rule, job states and events (B.4). A fake QEMU answers
+//! Unit tests of the sans-IO driver: flag checks (docs/driver-behaviour.md §1, §7), StartPostCopy
+//! preconditions (§6), the AFTER_PRECOPY switch rule (§7), job states and events (§9). A fake QEMU answers
 //! commands from a table, so each test speaks only of the events that matter to it.
 
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 use std::collections::VecDeque;
 
+use postcopy_core::driver::domain;
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{
     check_driver_flags, check_public_flags, Action, ApiCall, ApiValue, DomainEvent, Input,
-    MigrateRequest, Migration, Outcome, Phase, Side, SwitchedBy, VirError,
+    MigrateRequest, Migration, Milestone, Outcome, PerSide, Phase, Side, SwitchedBy, Ticket,
+    VirError,
 };
+use postcopy_core::qmp::{Command, Output, Session};
+use pretty_assertions::assert_eq;
 use serde_json::{json, Value};
 
 const ALL_CAPS: &[&str] = &[
@@ -45,7 +49,19 @@ struct Fake {
     api: Vec<(ApiCall, Result<ApiValue, VirError>)>,
     done: Option<Result<Outcome, VirError>>,
     stopped: Vec<Side>,
+    milestones: Vec<Milestone>,
+    warnings: Vec<String>,
     status: [&'static str; 2],
+    /// `ram` of the `query-migrate` reply, when a test sets it.
+    ram: Option<Value>,
+    /// A command QEMU does not answer yet (the driver's wait stays where it is)...
+    hold: Option<&'static str>,
+    /// ... and the held ones, until `release`.
+    held: Vec<(Side, Command, Ticket)>,
+    /// `error-desc` of the `query-migrate` reply.
+    error_desc: Option<&'static str>,
+    /// Replies that replace the table's: (side, command, return value).
+    replies: Vec<(Side, &'static str, Value)>,
     src_caps: Vec<&'static str>,
     dst_caps: Vec<&'static str>,
     /// Commands whose reply is an error: (side, command, desc).
@@ -60,6 +76,7 @@ fn req(flags: u32) -> MigrateRequest {
         bandwidth_mib: Some(32),
         postcopy_bandwidth_mib: None,
         connect_uri: None,
+        switch_policy: None,
     }
 }
 
@@ -70,13 +87,20 @@ impl Fake {
 
     fn with(flags: u32, src_caps: Vec<&'static str>, dst_caps: Vec<&'static str>) -> Fake {
         Fake {
-            m: Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]),
+            m: Migration::new(req(flags), PerSide::new((10, 0, 2), (10, 0, 2))),
             sent: Vec::new(),
             events: Vec::new(),
             api: Vec::new(),
             done: None,
             stopped: Vec::new(),
+            milestones: Vec::new(),
+            warnings: Vec::new(),
             status: ["none", "none"],
+            ram: None,
+            hold: None,
+            held: Vec::new(),
+            error_desc: None,
+            replies: Vec::new(),
             src_caps,
             dst_caps,
             fail: Vec::new(),
@@ -90,6 +114,13 @@ impl Fake {
                 class: "GenericError".into(),
                 desc: (*desc).into(),
             });
+        }
+        if let Some((_, _, v)) = self
+            .replies
+            .iter()
+            .find(|(s, c, _)| *s == side && *c == cmd)
+        {
+            return Ok(v.clone());
         }
         let i = if side == Side::Src { 0 } else { 1 };
         Ok(match cmd {
@@ -114,8 +145,19 @@ impl Fake {
             "query-migrate-parameters" => {
                 json!({"tls-creds": "", "tls-hostname": "", "max-bandwidth": 134217728, "downtime-limit": 300, "max-postcopy-bandwidth": 0, "announce-max": 550})
             }
-            "query-migrate" => json!({"status": self.status[i], "total-time": 1000, "downtime": 5,
-                "ram": {"total": 100, "transferred": 90, "remaining": 10, "dirty-sync-count": 3, "postcopy-requests": 7, "mbps": 8.0}}),
+            // "-": a reply without `status` (a QEMU the driver cannot read).
+            "query-migrate" if self.status[i] == "-" => json!({"total-time": 1000}),
+            "query-migrate" => {
+                let mut r = match &self.ram {
+                    Some(ram) => json!({"status": self.status[i], "total-time": 1000, "ram": ram}),
+                    None => json!({"status": self.status[i], "total-time": 1000, "downtime": 5,
+                    "ram": {"total": 100, "transferred": 90, "remaining": 10, "dirty-sync-count": 3, "postcopy-requests": 7, "mbps": 8.0}}),
+                };
+                if let Some(d) = self.error_desc {
+                    r["error-desc"] = json!(d);
+                }
+                r
+            }
             _ => json!({}),
         })
     }
@@ -136,14 +178,25 @@ impl Fake {
             match a {
                 Action::Send {
                     side,
-                    id,
                     command,
-                    args,
+                    ticket,
                 } => {
-                    let result = self.reply_for(side, &command);
-                    let resumes = command == "cont" && result.is_ok();
-                    self.sent.push((side, command, args));
-                    queue.extend(self.m.handle(Input::Reply { side, id, result }));
+                    if self.hold == Some(command.name()) {
+                        self.sent
+                            .push((side, command.name().to_string(), command.arguments()));
+                        self.held.push((side, command, ticket));
+                        continue;
+                    }
+                    let result = self.reply_for(side, command.name());
+                    let resumes = command == Command::Cont && result.is_ok();
+                    self.sent
+                        .push((side, command.name().to_string(), command.arguments()));
+                    queue.extend(self.m.handle(Input::Reply {
+                        side,
+                        command,
+                        ticket,
+                        result,
+                    }));
                     if resumes {
                         // QEMU announces the running vCPUs, as after any `cont`.
                         queue.extend(self.m.handle(Input::Event {
@@ -156,9 +209,24 @@ impl Fake {
                 Action::Emit { side, event } => self.events.push((side, event)),
                 Action::ApiReturn { call, result } => self.api.push((call, result)),
                 Action::StopQemu { side } => self.stopped.push(side),
-                Action::Warn(_) => {}
+                Action::Milestone(m) => self.milestones.push(m),
+                Action::Warn(w) => self.warnings.push(w),
                 Action::Done(r) => self.done = Some(r),
             }
+        }
+    }
+
+    /// QEMU answers the held commands now.
+    fn release(&mut self) {
+        self.hold = None;
+        for (side, command, ticket) in std::mem::take(&mut self.held) {
+            let result = self.reply_for(side, command.name());
+            self.feed(Input::Reply {
+                side,
+                command,
+                ticket,
+                result,
+            });
         }
     }
 
@@ -204,7 +272,13 @@ impl Fake {
 
     /// Runs a migration up to the `migrate` command (the source job is in perform3).
     fn started(flags: u32) -> Fake {
+        Fake::started_on(flags, (10, 0, 2))
+    }
+
+    /// As `started`, with both QEMUs of `version`.
+    fn started_on(flags: u32, version: (u64, u64, u64)) -> Fake {
         let mut f = Fake::new(flags);
+        f.m = Migration::new(req(flags), PerSide::new(version, version));
         f.start();
         assert_eq!(
             f.count("migrate"),
@@ -243,7 +317,7 @@ fn err_of(r: Result<(), VirError>) -> (i32, String) {
     (e.code, e.message())
 }
 
-// ---- flag validation (B.3, A.1) ----
+// ---- flag validation (docs/driver-behaviour.md §1, §7) ----
 
 #[test]
 fn after_precopy_requires_postcopy() {
@@ -384,7 +458,7 @@ fn a_paused_source_fails_postcopy_in_prepare() {
     assert_eq!(f.count("migrate-incoming"), 0);
 }
 
-// ---- capabilities and parameters (B.1.2) ----
+// ---- capabilities and parameters (§2) ----
 
 fn caps_on(args: &Value) -> Vec<String> {
     args["capabilities"]
@@ -489,7 +563,7 @@ fn parameters_bandwidth_and_incoming() {
             postcopy_bandwidth_mib: Some(5),
             ..req(PC)
         },
-        [(10, 0, 2), (10, 0, 2)],
+        PerSide::new((10, 0, 2), (10, 0, 2)),
     );
     f.start();
     let src = f.args_of(Side::Src, "migrate-set-parameters");
@@ -515,7 +589,7 @@ fn parameters_bandwidth_and_incoming() {
 #[test]
 fn exit_on_error_only_for_qemu_9_1_and_later() {
     let mut f = Fake::new(PC);
-    f.m = Migration::new(req(PC), [(7, 2, 22), (7, 2, 22)]);
+    f.m = Migration::new(req(PC), PerSide::new((7, 2, 22), (7, 2, 22)));
     f.start();
     assert_eq!(
         f.args_of(Side::Dst, "migrate-incoming")[0],
@@ -523,7 +597,7 @@ fn exit_on_error_only_for_qemu_9_1_and_later() {
     );
 }
 
-// ---- the AFTER_PRECOPY switch (A.1) ----
+// ---- the AFTER_PRECOPY switch (§7) ----
 
 #[test]
 fn after_precopy_switches_on_pass_two_exactly_once() {
@@ -593,11 +667,46 @@ fn a_failed_automatic_switch_does_not_fail_the_migration() {
     ));
     f.pass(2);
     assert!(f.done.is_none());
+    // QEMU's refusal of the driver's own request only warns; pre-copy goes on.
+    assert_eq!(
+        f.warnings,
+        ["switching to post-copy failed: Postcopy must be started after migration has been started"]
+    );
+    assert_eq!(f.count("migrate-start-postcopy"), 1, "not retried");
+    f.pass(3);
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        1,
+        "not retried on a later pass"
+    );
     f.complete();
-    assert!(f.done.expect("done").is_ok());
+    let o = f.done.expect("done").expect("pre-copy completes");
+    assert!(!o.postcopy);
+    assert_eq!(o.switch, Some(SwitchedBy::AfterPrecopy { pass: 2 }));
+    assert_eq!(o.stats.job_type, job::COMPLETED);
 }
 
-// ---- StartPostCopy (B.2) ----
+#[test]
+fn job_stats_report_failed_and_cancelled_job_types() {
+    for (status, want) in [
+        ("failed", job::FAILED),
+        ("cancelled", job::CANCELLED),
+        ("cancelling", job::UNBOUNDED),
+        ("postcopy-paused", job::UNBOUNDED),
+        ("completed", job::COMPLETED),
+    ] {
+        let mut f = Fake::started(PC);
+        // QEMU's answer to the live query-migrate, before its event reached the driver.
+        f.status[0] = status;
+        f.feed(Input::Api(ApiCall::GetJobStats));
+        match f.api.last() {
+            Some((_, Ok(ApiValue::Stats(s)))) => assert_eq!(s.job_type, want, "{status}"),
+            other => panic!("{status}: {other:?}"),
+        }
+    }
+}
+
+// ---- StartPostCopy (§6) ----
 
 fn start_pc(f: &mut Fake, flags: u32) -> Result<ApiValue, VirError> {
     f.feed(Input::Api(ApiCall::StartPostCopy { flags }));
@@ -670,14 +779,14 @@ fn start_postcopy_reports_qemu_errors_as_libvirt_does() {
 
 #[test]
 fn start_postcopy_twice_succeeds_twice() {
-    // B.9.2: repeated calls succeed silently; QEMU only sets a flag again.
+    // §6: repeated calls succeed silently; QEMU only sets a flag again.
     let mut f = Fake::started(PC);
     assert!(start_pc(&mut f, 0).is_ok());
     assert!(start_pc(&mut f, 0).is_ok());
     assert_eq!(f.count("migrate-start-postcopy"), 2);
 }
 
-// ---- states and events (B.4) ----
+// ---- states and events (§9) ----
 
 #[test]
 fn postcopy_states_and_events_on_both_sides() {
@@ -822,12 +931,12 @@ fn an_unknown_status_in_an_event_changes_nothing() {
     assert_eq!(f.count("migrate-start-postcopy"), 1);
 }
 
-// ---- recovery (B.1.6) ----
+// ---- recovery (§11) ----
 
 fn resumed(memory: Option<postcopy_core::driver::JobMemory>) -> Fake {
     let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
     let mut f = Fake::new(flags);
-    f.m = Migration::new(req(flags), [(10, 0, 2), (10, 0, 2)]).with_memory(memory);
+    f.m = Migration::new(req(flags), PerSide::new((10, 0, 2), (10, 0, 2))).with_memory(memory);
     f.status = ["postcopy-paused", "postcopy-paused"];
     f.start();
     f
@@ -879,8 +988,7 @@ fn resume_sends_no_capabilities_and_recovers_on_both_sides() {
 fn resume_restores_the_parameters_the_first_call_saved() {
     let orig = json!({"tls-creds": "", "max-bandwidth": 134217728});
     let mut f = resumed(Some(postcopy_core::driver::JobMemory {
-        src_orig_params: None,
-        dst_orig_params: Some(orig.clone()),
+        orig_params: PerSide::new(None, Some(orig.clone())),
     }));
     f.status(Side::Src, "postcopy-active");
     f.complete();
@@ -919,6 +1027,33 @@ fn resume_refuses_a_migration_that_has_not_failed() {
     }
 }
 
+/// A silent partition: the source paused (migrate-pause), the destination has not noticed yet.
+/// The refused resume leaves both domains in the states their QEMUs stand for (the source's
+/// failed post-copy, the destination's post-copy), so a policy can retry; not a fresh domain's
+/// "running".
+#[test]
+fn a_refused_resume_leaves_the_failed_post_copy_states() {
+    let mut f = Fake::new(PC | VIR_MIGRATE_POSTCOPY_RESUME);
+    f.status = ["postcopy-paused", "postcopy-active"];
+    f.start();
+    let e = f.done.clone().expect("done").expect_err("refused");
+    assert_eq!(
+        (e.code, e.detail.as_str()),
+        (
+            code::OPERATION_INVALID,
+            "post-copy migration of domain guest has not failed"
+        )
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY)
+    );
+}
+
 #[test]
 fn after_precopy_completion_the_statistics_are_not_read_again() {
     let mut f = Fake::started(VIR_MIGRATE_LIVE);
@@ -933,54 +1068,992 @@ fn after_precopy_completion_the_statistics_are_not_read_again() {
     );
 }
 
+/// A ready QMP session for the source monitor, as the engine has one.
+fn ready_session() -> Session<Ticket> {
+    let mut s = Session::new();
+    s.receive(r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": []}}"#)
+        .expect("greeting");
+    s.receive(r#"{"return": {}, "id": "lpc-0"}"#)
+        .expect("ready");
+    s
+}
+
+/// Hands the driver's commands for the source to `session`; returns the lines transmitted now.
+fn execute_on(session: &mut Session<Ticket>, actions: Vec<Action>) -> Vec<String> {
+    actions
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Send {
+                side: Side::Src,
+                command,
+                ticket,
+            } => session.execute(command, ticket).expect("ready"),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn one_command_at_a_time_per_monitor() {
     // QEMU may report pre-switchover before it answered migrate-start-postcopy. libvirt holds the
-    // monitor for one command at a time: the statistics refresh waits for that reply.
+    // monitor for one command at a time: the statistics refresh waits for that reply. The driver
+    // says what to send; the QMP session holds the monitor.
     let mut f = Fake::started(APC);
-    let sends = |acts: &[Action]| -> Vec<(Side, u64, String)> {
-        acts.iter()
-            .filter_map(|a| match a {
-                Action::Send {
-                    side, id, command, ..
-                } => Some((*side, *id, command.clone())),
-                _ => None,
-            })
-            .collect()
-    };
+    let mut src = ready_session();
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "MIGRATION_PASS".into(),
         data: json!({"pass": 2}),
     });
-    let s = sends(&a);
-    assert_eq!(s.len(), 1);
-    assert_eq!(s[0].2, "migrate-start-postcopy");
-    let switch_id = s[0].1;
+    assert_eq!(
+        execute_on(&mut src, a),
+        ["{\"execute\":\"migrate-start-postcopy\",\"id\":\"lpc-1\"}\n"]
+    );
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "STOP".into(),
         data: json!({}),
     });
-    assert!(sends(&a).is_empty());
+    assert!(execute_on(&mut src, a).is_empty());
     let a = f.m.handle(Input::Event {
         side: Side::Src,
         name: "MIGRATION".into(),
         data: json!({"status": "pre-switchover"}),
     });
     assert!(
-        sends(&a).is_empty(),
-        "nothing while migrate-start-postcopy is unanswered: {a:?}"
+        a.iter().any(|x| matches!(
+            x,
+            Action::Send {
+                command: Command::QueryMigrate,
+                ..
+            }
+        )),
+        "the driver asks for the statistics: {a:?}"
     );
-    let a = f.m.handle(Input::Reply {
-        side: Side::Src,
-        id: switch_id,
-        result: Ok(json!({})),
-    });
-    let s = sends(&a);
+    assert!(
+        execute_on(&mut src, a).is_empty(),
+        "nothing goes out while migrate-start-postcopy is unanswered"
+    );
+    assert_eq!(src.queued(), 1);
+    match src
+        .receive(r#"{"return": {}, "id": "lpc-1"}"#)
+        .expect("reply")
+    {
+        Output::Reply {
+            command,
+            context,
+            result,
+            transmit,
+        } => {
+            assert_eq!(command, Command::MigrateStartPostcopy);
+            assert_eq!(
+                transmit.as_deref(),
+                Some("{\"execute\":\"query-migrate\",\"id\":\"lpc-2\"}\n"),
+                "the statistics refresh goes out with the reply"
+            );
+            let a = f.m.handle(Input::Reply {
+                side: Side::Src,
+                command,
+                ticket: context,
+                result,
+            });
+            assert!(execute_on(&mut src, a).is_empty());
+        }
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(src.in_flight(), Some(&Command::QueryMigrate));
+}
+
+#[test]
+fn milestones_time_the_switch_once() {
+    let mut f = Fake::started(APC);
+    f.pass(1);
+    f.pass(2);
+    f.pass(3);
+    f.status(Side::Src, "postcopy-active");
+    f.status(Side::Dst, "postcopy-active");
     assert_eq!(
-        s.iter().map(|x| x.2.as_str()).collect::<Vec<_>>(),
-        ["query-migrate"],
-        "{a:?}"
+        f.milestones,
+        [
+            Milestone::Pass2Seen { pass: 2 },
+            Milestone::SwitchRequested(SwitchedBy::AfterPrecopy { pass: 2 }),
+            Milestone::PostcopyActive { side: Side::Src },
+        ]
+    );
+}
+
+#[test]
+fn a_manual_switch_is_a_milestone_too() {
+    let mut f = Fake::started(PC);
+    f.pass(1);
+    assert!(start_pc(&mut f, 0).is_ok());
+    assert!(start_pc(&mut f, 0).is_ok());
+    assert_eq!(
+        f.milestones,
+        [Milestone::SwitchRequested(SwitchedBy::Api { pass: 1 })]
+    );
+}
+
+// ---- the domain object's rules (docs/driver-behaviour.md §6, §8, §9, §12) ----
+
+fn answer(e: VirError) -> (i32, String) {
+    (e.code, e.message())
+}
+
+#[test]
+fn calls_without_a_job_get_libvirts_answers() {
+    let cases = [
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: post-copy can only be started while outgoing migration is in progress",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 1 },
+            true,
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x1) in function qemuDomainMigrateStartPostCopy",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            false,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: domain is not running",
+        ),
+        (
+            ApiCall::AbortJob { flags: 0 },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: no job is active on the domain",
+        ),
+        (
+            ApiCall::AbortJob {
+                flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+            },
+            true,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: current job is not outgoing migration in post-copy mode",
+        ),
+        (
+            ApiCall::AbortJob { flags: 4 },
+            true,
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x4) in function qemuDomainAbortJobFlags",
+        ),
+        (
+            ApiCall::GetJobStats,
+            false,
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: no job is active on the domain",
+        ),
+    ];
+    for (call, active, code, message) in cases {
+        assert_eq!(
+            answer(domain::answer_without_job(&call, active)),
+            (code, message.to_string()),
+            "{call:?} active={active}"
+        );
+    }
+}
+
+#[test]
+fn calls_on_the_destination_are_refused_as_libvirt_does() {
+    let cases = [
+        (
+            ApiCall::StartPostCopy { flags: 0 },
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePrepare3Params)",
+        ),
+        (
+            ApiCall::StartPostCopy { flags: 2 },
+            code::INVALID_ARG,
+            "invalid argument: unsupported flags (0x2) in function qemuDomainMigrateStartPostCopy",
+        ),
+        (
+            ApiCall::AbortJob { flags: 0 },
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: cannot abort incoming migration; use virDomainDestroy instead",
+        ),
+        (
+            ApiCall::GetJobStats,
+            code::OPERATION_UNSUPPORTED,
+            "Operation not supported: migration statistics are available only on the source host",
+        ),
+    ];
+    for (call, code, message) in cases {
+        assert_eq!(
+            answer(domain::answer_on_destination(&call)),
+            (code, message.to_string()),
+            "{call:?}"
+        );
+    }
+    assert_eq!(
+        domain::check_begin_job(true, true).map_err(answer),
+        Err((
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePerform3Params)".to_string()
+        ))
+    );
+    assert_eq!(
+        domain::check_begin_job(false, false).map_err(answer),
+        Err((
+            code::OPERATION_INVALID,
+            "Requested operation is not valid: domain is not running".to_string()
+        ))
+    );
+    assert_eq!(domain::check_begin_job(false, true), Ok(()));
+}
+
+#[test]
+fn a_finished_migration_answers_calls_as_without_a_job() {
+    let mut f = Fake::started(PC);
+    f.status(Side::Src, "completed");
+    f.status(Side::Dst, "completed");
+    assert!(f.done.clone().expect("done").is_ok());
+    let r = start_pc(&mut f, 0).expect_err("no job");
+    // The source QEMU was stopped: the domain is not running any more.
+    assert_eq!(
+        answer(r),
+        answer(domain::answer_without_job(
+            &ApiCall::StartPostCopy { flags: 0 },
+            false
+        ))
+    );
+}
+
+#[test]
+fn the_state_after_each_lifecycle_event() {
+    let cases = [
+        (
+            event::STARTED,
+            event::STARTED_MIGRATED,
+            Some((state::PAUSED, state::PAUSED_MIGRATION)),
+        ),
+        (
+            event::SUSPENDED,
+            event::SUSPENDED_POSTCOPY,
+            Some((state::PAUSED, state::PAUSED_POSTCOPY)),
+        ),
+        (
+            event::SUSPENDED,
+            event::SUSPENDED_POSTCOPY_FAILED,
+            Some((state::PAUSED, state::PAUSED_POSTCOPY_FAILED)),
+        ),
+        (
+            event::RESUMED,
+            event::RESUMED_POSTCOPY,
+            Some((state::RUNNING, state::RUNNING_POSTCOPY)),
+        ),
+        (
+            event::RESUMED,
+            event::RESUMED_MIGRATED,
+            Some((state::RUNNING, state::RUNNING_MIGRATED)),
+        ),
+        (
+            event::STOPPED,
+            event::STOPPED_MIGRATED,
+            Some((state::SHUTOFF, state::SHUTOFF_MIGRATED)),
+        ),
+        // A QEMU that crashed is reported by the driver's own state, not by this table.
+        (event::STOPPED, event::STOPPED_FAILED, None),
+    ];
+    for (ev, detail, expected) in cases {
+        assert_eq!(
+            postcopy_core::driver::state_after(ev, detail),
+            expected.map(|(s, r)| postcopy_core::driver::DomainState::new(s, r)),
+            "{}",
+            event::name(ev, detail)
+        );
+    }
+}
+
+#[test]
+fn per_side_values_are_indexed_by_side() {
+    let mut p = PerSide::new("a".to_string(), "b".to_string());
+    p[Side::Dst].push('!');
+    assert_eq!((p[Side::Src].as_str(), p.dst.as_str()), ("a", "b!"));
+    assert_eq!(
+        p.iter().map(|(s, v)| (s, v.len())).collect::<Vec<_>>(),
+        [(Side::Src, 1), (Side::Dst, 2)]
+    );
+    assert_eq!(
+        PerSide::from_fn(Side::other),
+        PerSide::new(Side::Dst, Side::Src)
+    );
+    assert_eq!(p.map(|side, v| format!("{}:{v}", side.tag())).src, "src:a");
+}
+
+// ---- failure in post-copy, per side and once (issue 12 items 1-2, §10.2) ----
+
+#[test]
+fn a_failed_resume_reports_the_destination_failure_once() {
+    let mut f = resumed(None);
+    // QEMU 10.0 (the fake's version) says nothing before `migrate` is answered: the driver is in
+    // the destination's Finish already.
+    f.status(Side::Src, "postcopy-recover");
+    f.status(Side::Src, "postcopy-paused");
+    assert!(
+        f.done.is_none(),
+        "Finish waits on the destination: {:?}",
+        f.done
+    );
+    f.status(Side::Dst, "postcopy-paused");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_FAILED,
+            "operation failed: job 'migration in' failed in post-copy phase".to_string()
+        )
+    );
+    // The source left the failure (postcopy-recover) and failed again; the destination never
+    // left postcopy-paused: qemuMigrationDstPostcopyFailed returns early, no second event.
+    assert_eq!(
+        f.lifecycle(Side::Src),
+        ["SUSPENDED_POSTCOPY", "SUSPENDED_POSTCOPY_FAILED"]
+    );
+    assert_eq!(f.lifecycle(Side::Dst), Vec::<&str>::new());
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+}
+
+#[test]
+fn a_source_postcopy_paused_during_finish_fails_only_the_source() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.through_switch();
+    assert_eq!(
+        f.count("cont"),
+        1,
+        "Finish started the guest on the destination"
+    );
+    f.status(Side::Src, "postcopy-paused");
+    assert!(
+        f.done.is_none(),
+        "the destination's Finish decides: {:?}",
+        f.done
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(f.m.view(Side::Src).phase, Phase::PostcopyFailed);
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY)
+    );
+    // Then the destination's own monitor reports the failure: its Finish fails.
+    f.status(Side::Dst, "postcopy-paused");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(e.detail, "job 'migration in' failed in post-copy phase");
+    assert_eq!(
+        f.lifecycle(Side::Src)
+            .iter()
+            .filter(|e| **e == "SUSPENDED_POSTCOPY_FAILED")
+            .count(),
+        1
+    );
+    assert_eq!(
+        f.lifecycle(Side::Dst),
+        [
+            "STARTED_MIGRATED",
+            "RESUMED_POSTCOPY",
+            "RESUMED_POSTCOPY_FAILED"
+        ]
+    );
+}
+
+#[test]
+fn qemu_11_1_postcopy_device_is_a_known_status_that_waits_on() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    let sent = f.sent.len();
+    f.status(Side::Src, "postcopy-device");
+    f.status(Side::Dst, "postcopy-device");
+    assert_eq!(
+        f.warnings,
+        Vec::<String>::new(),
+        "mapped silently, like device"
+    );
+    assert_eq!(
+        f.m.view(Side::Src).status,
+        Some(postcopy_core::driver::MigStatus::PostcopyDevice)
+    );
+    assert_eq!(f.sent.len(), sent, "nothing is sent for it");
+    assert_eq!(
+        f.m.view(Side::Src).phase,
+        Phase::Perform3,
+        "the wait goes on"
+    );
+    assert_eq!(
+        postcopy_core::driver::MigStatus::PostcopyDevice.job_type(),
+        job::UNBOUNDED
+    );
+    f.status(Side::Dst, "postcopy-active");
+    f.status(Side::Src, "postcopy-active");
+    assert_eq!(f.count("cont"), 1);
+}
+
+#[test]
+fn the_capability_reset_waits_until_the_cancel_finished() {
+    let mut f = Fake::started(PC);
+    let caps_before = f.args_of(Side::Src, "migrate-set-capabilities").len();
+    f.feed(Input::Closed {
+        side: Side::Dst,
+        reason: "end of file".into(),
+    });
+    assert_eq!(f.count("migrate_cancel"), 1);
+    f.status(Side::Src, "cancelling");
+    assert_eq!(
+        f.args_of(Side::Src, "migrate-set-capabilities").len(),
+        caps_before,
+        "QEMU refuses capability changes while the migration is cancelling"
+    );
+    assert!(f.done.is_none());
+    f.status(Side::Src, "cancelled");
+    let resets = f.args_of(Side::Src, "migrate-set-capabilities");
+    assert_eq!(resets.len(), caps_before + 1);
+    assert!(caps_on(resets.last().expect("reset")).is_empty());
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_FAILED,
+            "operation failed: destination QEMU monitor closed: end of file".to_string()
+        )
+    );
+}
+
+// ---- VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY on QEMU > 10.0: the first full pass (issue 15 a, §7) ----
+
+/// 256 MiB of RAM in 4 KiB pages: 65536 pages.
+fn ram_sent(normal: u64, zero: u64) -> Value {
+    json!({"total": 268435456u64, "page-size": 4096, "normal": normal, "duplicate": zero,
+        "transferred": normal * 4096, "remaining": 1000, "dirty-sync-count": 5})
+}
+
+#[test]
+fn on_qemu_11_1_the_switch_waits_for_a_page_sent_per_page_of_ram() {
+    let mut f = Fake::started_on(APC, (11, 1, 3));
+    f.ram = Some(ram_sent(20000, 5000));
+    f.pass(2);
+    assert_eq!(f.count("query-migrate"), 1, "pass 2 asks how much was sent");
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        0,
+        "25000 of 65536 pages: not yet"
+    );
+    assert!(f.milestones.is_empty(), "{:?}", f.milestones);
+    f.pass(3);
+    assert_eq!(f.count("migrate-start-postcopy"), 0);
+    f.ram = Some(ram_sent(40000, 25536));
+    f.pass(4);
+    assert_eq!(
+        f.count("query-migrate"),
+        3,
+        "one probe per pass until the switch"
+    );
+    assert_eq!(
+        f.count("migrate-start-postcopy"),
+        1,
+        "65536 pages: the first pass is done"
+    );
+    assert_eq!(
+        f.milestones,
+        [
+            Milestone::Pass2Seen { pass: 4 },
+            Milestone::SwitchRequested(SwitchedBy::AfterPrecopy { pass: 4 })
+        ]
+    );
+    f.pass(5);
+    assert_eq!(f.count("query-migrate"), 3, "no probe once switched");
+    assert_eq!(f.count("migrate-start-postcopy"), 1);
+}
+
+#[test]
+fn on_qemu_11_1_no_probe_without_the_flag_or_outside_active() {
+    let mut f = Fake::started_on(PC, (11, 1, 3));
+    f.pass(2);
+    f.pass(3);
+    assert_eq!(f.count("query-migrate"), 0);
+    let mut f = Fake::started_on(APC, (11, 1, 3));
+    f.ram = Some(ram_sent(65536, 0));
+    f.status(Side::Src, "device");
+    f.pass(2);
+    assert_eq!(f.count("query-migrate"), 0, "rule 3: only while active");
+    assert_eq!(f.count("migrate-start-postcopy"), 0);
+}
+
+#[test]
+fn up_to_qemu_10_0_pass_two_still_switches_without_a_query() {
+    let mut f = Fake::started_on(APC, (10, 0, 2));
+    f.ram = Some(ram_sent(1, 0));
+    f.pass(2);
+    assert_eq!(f.count("query-migrate"), 0);
+    assert_eq!(f.count("migrate-start-postcopy"), 1);
+}
+
+// ---- post-copy failing before the destination runs (issue 12 item 3, §10.1) ----
+
+#[test]
+fn a_destination_lost_before_performs_wait_returned_cancels_and_restores_the_source() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    f.hold = Some("query-migrate"); // Perform's wait has not returned yet
+    f.status(Side::Src, "postcopy-active");
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY)
+    );
+    assert_eq!(f.count("cont"), 0, "the destination never ran the guest");
+    f.hold = None;
+    f.feed(Input::Closed {
+        side: Side::Dst,
+        reason: "end of file".into(),
+    });
+    // "destination is not running yet": relabelled PAUSED/MIGRATION, the migration cancelled.
+    assert_eq!(f.count("migrate_cancel"), 1);
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_MIGRATION)
+    );
+    assert!(f.done.is_none(), "the cancel is waited for");
+    f.status(Side::Src, "cancelled");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_FAILED,
+            "operation failed: destination QEMU monitor closed: end of file".to_string()
+        )
+    );
+    // Confirm (cancelled): the source runs again with its parameters reset; no post-copy failure.
+    assert!(caps_on(
+        f.args_of(Side::Src, "migrate-set-capabilities")
+            .last()
+            .expect("reset")
+    )
+    .is_empty());
+    assert_eq!(f.args_of(Side::Src, "cont").len(), 1);
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::RUNNING, state::RUNNING_MIGRATION_CANCELED)
+    );
+    assert_eq!(
+        f.lifecycle(Side::Src),
+        [
+            "SUSPENDED_MIGRATED",
+            "SUSPENDED_POSTCOPY",
+            "RESUMED_MIGRATED"
+        ]
+    );
+    assert_eq!(
+        f.lifecycle(Side::Dst),
+        ["STARTED_MIGRATED", "STOPPED_FAILED"]
+    );
+    assert_eq!(
+        f.m.view(Side::Src).phase,
+        Phase::Perform3,
+        "no postcopy_failed phase"
+    );
+}
+
+#[test]
+fn a_destination_lost_after_performs_wait_returned_is_a_post_copy_failure() {
+    // Perform returned (Finish began): libvirt's Confirm finds the source PAUSED/POSTCOPY and
+    // calls qemuMigrationSrcPostcopyFailed.
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    f.status(Side::Src, "postcopy-active");
+    f.feed(Input::Closed {
+        side: Side::Dst,
+        reason: "end of file".into(),
+    });
+    assert_eq!(f.count("migrate_cancel"), 0);
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(e.detail, "destination QEMU monitor closed: end of file");
+}
+
+// ---- the overall deadline of a live call (issue 12 item 5, §10.4) ----
+
+const LIMIT: std::time::Duration = std::time::Duration::from_secs(600);
+
+#[test]
+fn a_deadline_in_precopy_cancels_as_an_abort_and_names_the_phases() {
+    let mut f = Fake::started(PC);
+    f.feed(Input::Deadline { limit: LIMIT });
+    assert_eq!(f.count("migrate_cancel"), 1);
+    f.status(Side::Src, "cancelling");
+    assert!(f.done.is_none());
+    f.status(Side::Src, "cancelled");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: migration deadline of 600 s passed (source phase perform3, destination phase prepare); the migration was cancelled".to_string()
+        )
+    );
+    assert!(caps_on(
+        f.args_of(Side::Src, "migrate-set-capabilities")
+            .last()
+            .expect("reset")
+    )
+    .is_empty());
+    assert_eq!(
+        f.stopped,
+        [Side::Dst],
+        "the destination never ran the guest"
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::RUNNING, state::RUNNING_UNPAUSED)
+    );
+}
+
+#[test]
+fn a_deadline_before_migrate_stops_before_qemu_begins() {
+    let mut f = Fake::new(PC);
+    f.hold = Some("query-migrate-parameters"); // the destination's Prepare waits
+    f.start();
+    f.feed(Input::Deadline { limit: LIMIT });
+    // The reply never comes: the grace period passes, the call ends where it is.
+    f.feed(Input::Deadline { limit: LIMIT });
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(e.code, code::OPERATION_TIMEOUT);
+    assert_eq!(
+        e.detail,
+        "migration deadline of 600 s passed (source phase begin3, destination phase prepare); the migration was stopped before QEMU began it"
+    );
+    assert_eq!(f.count("migrate"), 0);
+    assert_eq!(f.stopped, [Side::Dst]);
+}
+
+#[test]
+fn a_deadline_once_the_guest_runs_on_the_destination_pauses_and_never_kills() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.through_switch();
+    assert_eq!(f.count("cont"), 1);
+    f.feed(Input::Deadline { limit: LIMIT });
+    assert_eq!(f.count("migrate-pause"), 1);
+    assert_eq!(f.count("migrate_cancel"), 0, "never cancelled in post-copy");
+    assert_eq!(f.stopped, Vec::<Side>::new(), "never killed");
+    let e = f.done.clone().expect("done").expect_err("failed");
+    assert_eq!(
+        (e.code, e.detail.as_str()),
+        (
+            code::OPERATION_TIMEOUT,
+            "migration deadline of 600 s passed (source phase perform3_done, destination phase finish3) after the guest started on the destination: post-copy was paused (migrate-pause); nothing was cancelled or killed, both QEMUs are left for VIR_MIGRATE_POSTCOPY_RESUME"
+        )
+    );
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+    assert_eq!(f.m.view(Side::Src).phase, Phase::PostcopyFailed);
+}
+
+// ---- every error the driver returns, with its code and message (issue 12 item 7, §12) ----
+
+fn the_error(f: &Fake) -> (String, String) {
+    let e = f.done.clone().expect("done").expect_err("failed");
+    (e.code_name().to_string(), e.message())
+}
+
+fn api_error(f: &Fake) -> (String, String) {
+    match f.api.last() {
+        Some((_, Err(e))) => (e.code_name().to_string(), e.message()),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+fn pair(code: &str, msg: &str) -> (String, String) {
+    (code.to_string(), msg.to_string())
+}
+
+#[test]
+fn resume_refuses_a_destination_that_is_not_migrating() {
+    let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
+    let mut f = Fake::new(flags);
+    f.status = ["postcopy-paused", "none"];
+    f.start();
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_INVALID",
+            "Requested operation is not valid: domain 'guest' is not processing incoming migration"
+        )
+    );
+    assert_eq!(f.count("migrate-recover"), 0);
+}
+
+#[test]
+fn a_source_failure_without_error_desc_unexpectedly_failed() {
+    let mut f = Fake::started(PC);
+    f.status(Side::Src, "failed"); // the fake's query-migrate has no error-desc
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_FAILED",
+            "operation failed: job 'migration out' unexpectedly failed"
+        )
+    );
+}
+
+#[test]
+fn a_source_failure_reports_qemus_error_desc() {
+    let mut f = Fake::started(PC);
+    f.error_desc = Some("Channel error: Input/output error");
+    f.status(Side::Src, "failed");
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_FAILED",
+            "operation failed: job 'migration out' failed: Channel error: Input/output error"
+        )
+    );
+}
+
+#[test]
+fn a_destination_failure_in_finish_unexpectedly_failed() {
+    let mut f = Fake::started(PC);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "completed"); // Perform's wait returns: Finish waits on the destination
+    f.status(Side::Dst, "failed");
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_FAILED",
+            "operation failed: job 'migration in' unexpectedly failed"
+        )
+    );
+    assert_eq!(
+        f.stopped,
+        [Side::Dst],
+        "the destination never ran the guest"
+    );
+}
+
+#[test]
+fn job_stats_from_an_unreadable_reply_are_internal_errors() {
+    for (status, msg) in [
+        (
+            "-",
+            "internal error: info migration reply was missing return status",
+        ),
+        (
+            "colo",
+            "internal error: unexpected migration status in colo",
+        ),
+    ] {
+        let mut f = Fake::started(PC);
+        f.status[0] = status;
+        f.feed(Input::Api(ApiCall::GetJobStats));
+        assert_eq!(
+            api_error(&f),
+            pair("VIR_ERR_INTERNAL_ERROR", msg),
+            "{status}"
+        );
+    }
+}
+
+#[test]
+fn abort_on_the_destination_cannot_abort_incoming_migration() {
+    assert_eq!(
+        {
+            let e = domain::answer_on_destination(&ApiCall::AbortJob { flags: 0 });
+            (e.code_name().to_string(), e.message())
+        },
+        pair(
+            "VIR_ERR_OPERATION_INVALID",
+            "Requested operation is not valid: cannot abort incoming migration; use virDomainDestroy instead"
+        )
+    );
+}
+
+#[test]
+fn qemu_refusing_migrate_pause_surfaces_as_libvirt_words_it() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.through_switch();
+    f.fail.push((Side::Src, "migrate-pause", "migrate-pause is currently only supported during postcopy-active or postcopy-recover state"));
+    f.feed(Input::Api(ApiCall::AbortJob {
+        flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+    }));
+    assert_eq!(
+        api_error(&f),
+        pair(
+            "VIR_ERR_INTERNAL_ERROR",
+            "internal error: unable to execute QEMU command 'migrate-pause': migrate-pause is currently only supported during postcopy-active or postcopy-recover state"
+        )
+    );
+    assert!(f.done.is_none(), "the migration goes on");
+}
+
+#[test]
+fn qemu_refusing_migrate_cancel_surfaces_as_libvirt_words_it() {
+    let mut f = Fake::started(PC);
+    f.fail
+        .push((Side::Src, "migrate_cancel", "Migration is not running"));
+    f.feed(Input::Api(ApiCall::AbortJob { flags: 0 }));
+    assert_eq!(
+        api_error(&f),
+        pair(
+            "VIR_ERR_INTERNAL_ERROR",
+            "internal error: unable to execute QEMU command 'migrate_cancel': Migration is not running"
+        )
+    );
+    assert!(f.done.is_none(), "the migration goes on");
+}
+
+#[test]
+fn a_refused_cancel_in_the_cleanup_keeps_the_first_error_and_goes_on() {
+    let mut f = Fake::started(PC);
+    f.fail
+        .push((Side::Src, "migrate_cancel", "Migration is not running"));
+    f.feed(Input::Closed {
+        side: Side::Dst,
+        reason: "end of file".into(),
+    });
+    // No wait for `cancelled` after a refused cancel (qemuMigrationSrcCancel returns at once).
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_FAILED",
+            "operation failed: destination QEMU monitor closed: end of file"
+        )
+    );
+    assert!(caps_on(
+        f.args_of(Side::Src, "migrate-set-capabilities")
+            .last()
+            .expect("reset")
+    )
+    .is_empty());
+}
+
+#[test]
+fn qemu_refusing_migrate_recover_is_the_calls_error() {
+    let flags = PC | VIR_MIGRATE_POSTCOPY_RESUME;
+    let mut f = Fake::new(flags);
+    f.status = ["postcopy-paused", "postcopy-paused"];
+    f.fail.push((
+        Side::Dst,
+        "migrate-recover",
+        "Migrate recover can only be run when postcopy is paused.",
+    ));
+    f.start();
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_INTERNAL_ERROR",
+            "internal error: unable to execute QEMU command 'migrate-recover': Migrate recover can only be run when postcopy is paused."
+        )
+    );
+    assert_eq!(f.count("migrate"), 0, "the source never reconnects");
+    // Both stay failed in post-copy, without a second event (item 2).
+    assert_eq!(f.lifecycle(Side::Src), Vec::<&str>::new());
+    assert_eq!(f.lifecycle(Side::Dst), Vec::<&str>::new());
+    assert_eq!(
+        f.m.view(Side::Dst).state,
+        DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+}
+
+#[test]
+fn unreadable_capabilities_end_the_call_at_attach() {
+    for (reply, msg) in [
+        (
+            json!({"capability": "events"}),
+            "internal error: query-migrate-capabilities reply is not an array",
+        ),
+        (
+            json!([{"state": true}]),
+            "internal error: capability entry without a name: {\"state\":true}",
+        ),
+    ] {
+        let mut f = Fake::new(PC);
+        f.replies
+            .push((Side::Src, "query-migrate-capabilities", reply));
+        f.start();
+        assert_eq!(the_error(&f), pair("VIR_ERR_INTERNAL_ERROR", msg));
+        assert_eq!(f.sent.len(), 1, "nothing after the probe");
+    }
+}
+
+#[test]
+fn a_destination_not_waiting_for_a_migration_is_refused_at_attach() {
+    let mut f = Fake::new(PC);
+    f.replies.push((
+        Side::Dst,
+        "query-status",
+        json!({"status": "running", "running": true}),
+    ));
+    f.start();
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_INVALID",
+            "Requested operation is not valid: destination QEMU is not waiting for an incoming migration (status 'running'); start it with -incoming defer"
+        )
+    );
+    assert_eq!(f.count("migrate-incoming"), 0);
+}
+
+#[test]
+fn an_abort_before_qemu_migrates_is_canceled_by_client() {
+    // During Prepare (the job exists, `migrate` not sent): the job stops before `migrate`.
+    let mut f = Fake::new(PC);
+    f.hold = Some("migrate-incoming");
+    f.start();
+    f.feed(Input::Api(ApiCall::AbortJob { flags: 0 }));
+    assert!(matches!(f.api.last(), Some((_, Ok(ApiValue::Done)))));
+    assert!(
+        f.done.is_none(),
+        "acted on where libvirt checks it: before `migrate`"
+    );
+    f.release();
+    assert_eq!(
+        the_error(&f),
+        pair(
+            "VIR_ERR_OPERATION_ABORTED",
+            "operation aborted: migration out: canceled by client"
+        )
+    );
+    assert_eq!(f.count("migrate"), 0);
+    assert_eq!(f.count("migrate_cancel"), 0, "nothing to cancel in QEMU");
+    assert_eq!(f.stopped, [Side::Dst]);
+}
+
+#[test]
+fn an_out_of_scope_flag_names_itself() {
+    let e = check_driver_flags(PC | VIR_MIGRATE_TLS, "qemuDomainMigrateBegin3Params")
+        .expect_err("refused");
+    assert_eq!(
+        (e.code_name().to_string(), e.message()),
+        pair(
+            "VIR_ERR_ARGUMENT_UNSUPPORTED",
+            "argument unsupported: migration flag VIR_MIGRATE_TLS is not supported by the post-copy shim"
+        )
     );
 }

@@ -204,6 +204,7 @@ pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
                 connect_uri,
                 bandwidth,
                 postcopy_bandwidth,
+                switch_policy: None,
             });
         }
         out.extend(handshake(&greetings, &mut n));

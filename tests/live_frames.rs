@@ -7,46 +7,30 @@
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 mod common;
+#[path = "common/qemu.rs"]
+mod qemu;
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use common::live::live_enabled;
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{DomainEvent, MigrateRequest, Side};
-use postcopy_shim::io::run::{self, Hooks};
+use postcopy_shim::api::{self, Domain, MigrateOptions};
 use postcopy_tools::guest_report::metrics::{
     blackout_estimate, degraded_period, frame_stalls, FrameSample,
 };
 use postcopy_tools::guest_report::GuestLine;
-use postcopy_tools::qemu::{QemuConfig, QemuProcess, SerialFollower};
+use postcopy_tools::qemu::{QemuConfig, QemuPair, QemuProcess, SerialFollower};
 
 const FPS: f64 = 25.0;
 /// Frames on each side of an interval whose medians decide the blackout (200 ms at 25 fps).
 const WINDOW: usize = 5;
-
-fn live_enabled() -> bool {
-    if std::env::var_os("POSTCOPY_SKIP_LIVE").is_some() {
-        eprintln!("POSTCOPY_SKIP_LIVE set: live test skipped");
-        return false;
-    }
-    true
-}
-
-fn guest_kernel() -> PathBuf {
-    let out = common::root().join("target/live-guest");
-    let st = Command::new(common::root().join("qemu-fixtures/guest/build.sh"))
-        .arg(&out)
-        .status()
-        .expect("run qemu-fixtures/guest/build.sh");
-    assert!(st.success(), "guest build failed");
-    out.join("postcopy-guest.elf")
-}
 
 fn tempdir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("postcopy-frames-{}-{name}", std::process::id()));
@@ -55,14 +39,7 @@ fn tempdir(name: &str) -> PathBuf {
 }
 
 fn config(append: &str) -> QemuConfig {
-    QemuConfig {
-        binary: "qemu-system-x86_64".into(),
-        kernel: guest_kernel(),
-        append: append.into(),
-        memory_mib: 192,
-        extra_args: vec![],
-        env: vec![],
-    }
+    qemu::config(append, 192)
 }
 
 /// One report line as the host saw it: host ms since the follower started, which file.
@@ -210,7 +187,7 @@ fn wait_until(t0: Instant, ms: f64) {
 
 #[test]
 fn frames_hold_their_rate_and_a_stop_is_one_stall_the_guest_clock_does_not_see() {
-    if !live_enabled() {
+    if !live_enabled("this live frame test") {
         return;
     }
     let dir = tempdir("stop");
@@ -350,48 +327,40 @@ fn frames_hold_their_rate_and_a_stop_is_one_stall_the_guest_clock_does_not_see()
 
 #[test]
 fn a_frame_mode_guest_renders_on_through_a_postcopy_migration() {
-    if !live_enabled() {
+    if !live_enabled("this live frame test") {
         return;
     }
     let dir = tempdir("migrate");
     let cfg = config("mode=frame ro=64 hot=16 cold=32 rate=40 beat=20");
-    let mut src = QemuProcess::start(&cfg, &dir, "src", false).expect("start source QEMU");
-    let mut dst = QemuProcess::start(&cfg, &dir, "dst", true).expect("start destination QEMU");
-    src.wait_serial("READY", Duration::from_secs(120))
-        .expect("guest ready");
+    // Each QEMU in its host of the testbed; the link (tbf, 24 MiB/s) is the limit.
+    let (_testbed, QemuPair { mut src, mut dst }, uri) =
+        qemu::start_pair_on_testbed(&cfg, &dir, 24.0);
     let t0 = Instant::now();
     let follow = Follower::start(&[&src.serial, &dst.serial], t0);
     thread::sleep(Duration::from_secs(2));
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .expect("bind")
-        .local_addr()
-        .expect("addr")
-        .port();
     let req = MigrateRequest {
         flags: VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
-        uri: format!("tcp:127.0.0.1:{port}"),
-        bandwidth_mib: Some(24),
+        uri,
+        bandwidth_mib: None,
         postcopy_bandwidth_mib: None,
         connect_uri: None,
+        switch_policy: None,
     };
     let events = Arc::new(Mutex::new(Vec::new()));
     let ev = events.clone();
-    let hooks = Hooks {
+    let opts = MigrateOptions {
         on_event: Some(Box::new(move |side: Side, e: &DomainEvent| {
             let at = t0.elapsed().as_secs_f64() * 1000.0;
             ev.lock().expect("lock").push((at, side, e.clone()));
         })),
-        ..Default::default()
+        ..MigrateOptions::default()
     };
     let call_at = t0.elapsed().as_secs_f64() * 1000.0;
-    let run = run::migrate(
-        &src.qmp.display().to_string(),
-        &dst.qmp.display().to_string(),
-        req,
-        None,
-        hooks,
-    )
-    .expect("migration ran");
+    let (src_dom, dst_dom) = (
+        Domain::open_qmp(&src.qmp.display().to_string()),
+        Domain::open_qmp(&dst.qmp.display().to_string()),
+    );
+    let run = api::migrate_with(&src_dom, &dst_dom, req, opts).expect("migration ran");
     let returned_at = t0.elapsed().as_secs_f64() * 1000.0;
     let outcome = run.report.result.clone().expect("migration completed");
     assert!(outcome.postcopy, "the migration went through post-copy");

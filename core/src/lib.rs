@@ -1,6 +1,7 @@
 //! The sans-IO core of libvirt-postcopy: QMP ([`qmp`]), libvirt's QEMU-driver migration logic
 //! ([`driver`]), the [`engine`] that joins them to any transport, and the transcript format with
-//! its replay ([`transcript`]); when a harness's planned faults fire ([`faults`]).
+//! its replay ([`transcript`]); when a harness's planned faults fire ([`faults`]); the stall
+//! detector of the automatic recovery policy ([`stall`]).
 //!
 //! No sockets, threads, processes, files or clocks: every input (a QMP line, an API call, a
 //! closed monitor) comes in as a value and every decision goes out as an action. The C library
@@ -13,4 +14,5 @@ pub mod driver;
 pub mod engine;
 pub mod faults;
 pub mod qmp;
+pub mod stall;
 pub mod transcript;

@@ -1,5 +1,5 @@
 //! Fuzzes the sans-IO QMP layer: `Framer` (default and tiny line limits, arbitrary chunking),
-//! `Message::parse` on every line, and a `Session` fed the same lines, with `command()` calls
+//! `Message::parse` on every line, and a `Session` fed the same lines, with `execute()` calls
 //! interleaved and `eof()` at the end. Peer input may only produce the errors the protocol
 //! documents for the state the session is in; anything else (a panic, an unexpected error variant,
 //! a state machine that moves the wrong way) is a bug.
@@ -13,18 +13,24 @@
 use std::collections::BTreeSet;
 
 use libfuzzer_sys::fuzz_target;
-use postcopy_core::qmp::{Framer, Message, Output, ProtocolError, Session, SessionState};
+use postcopy_core::qmp::{Command, Framer, Message, Output, ProtocolError, Session, SessionState};
 
 const GREETING: &str = r#"{"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": "Debian 1:10.0.2+ds-2+deb13u1~bpo12+1"}, "capabilities": ["oob"]}}"#;
 const NEGOTIATED: &str = r#"{"return": {}, "id": "lpc-0"}"#;
-const COMMANDS: [&str; 6] = [
-    "query-migrate",
-    "query-status",
-    "migrate-start-postcopy",
-    "migrate_cancel",
-    "query-migrate-capabilities",
-    "migrate",
-];
+/// The command `which` selects.
+fn command_for(which: u8) -> Command {
+    match which % 6 {
+        0 => Command::QueryMigrate,
+        1 => Command::QueryStatus,
+        2 => Command::MigrateStartPostcopy,
+        3 => Command::MigrateCancel,
+        4 => Command::QueryMigrateCapabilities,
+        _ => Command::Migrate {
+            uri: "tcp:127.0.0.1:4444".into(),
+            resume: which & 1 == 1,
+        },
+    }
+}
 
 /// What `Framer` must return for the whole stream, however it is chunked: complete lines without
 /// the `\n` and one trailing `\r`, all-whitespace lines skipped; and whether a partial line remains.
@@ -41,7 +47,8 @@ fn reference_lines(data: &[u8]) -> (Vec<String>, bool) {
 }
 
 struct Driver {
-    session: Session,
+    /// Each command's context is its number, so a reply names the command it answers.
+    session: Session<u64>,
     next_id: u64,
     issued: BTreeSet<u64>,
     replied: BTreeSet<u64>,
@@ -97,13 +104,24 @@ impl Driver {
                 assert_eq!(before, SessionState::Negotiating);
                 assert_eq!(after, SessionState::Ready);
             }
-            Ok(Output::Reply { id, command, .. }) => {
+            Ok(Output::Reply {
+                command,
+                context: id,
+                transmit,
+                ..
+            }) => {
                 assert_eq!(before, after);
                 assert!(
                     self.issued.contains(&id),
-                    "reply for id {id} ({command}) never sent"
+                    "reply for command {id} ({command}) never sent"
                 );
-                assert!(self.replied.insert(id), "second reply for id {id}");
+                assert!(self.replied.insert(id), "second reply for command {id}");
+                // The monitor is free: the next queued command goes out, and only then.
+                match (transmit, self.session.in_flight()) {
+                    (Some(line), Some(next)) => check_encoded(&line, next.name()),
+                    (None, None) => assert_eq!(self.session.queued(), 0),
+                    other => panic!("transmitted and in flight disagree: {other:?}"),
+                }
             }
             Ok(Output::Event { .. }) | Ok(Output::Dropped { .. }) => {
                 assert_eq!(before, after)
@@ -112,15 +130,21 @@ impl Driver {
     }
 
     fn command(&mut self, which: u8) {
-        let name = COMMANDS[usize::from(which) % COMMANDS.len()];
-        let args = serde_json::json!({"uri": "tcp:127.0.0.1:4444", "n": which});
-        let args = (which & 1 == 1).then_some(&args);
+        let command = command_for(which);
+        let name = command.name();
         let id = self.next_id;
         let before = self.session.state();
-        match self.session.command(name, args, id) {
+        let busy = self.session.in_flight().is_some();
+        match self.session.execute(command, id) {
             Ok(line) => {
                 assert_eq!(before, SessionState::Ready);
-                check_encoded(&line, name);
+                match line {
+                    Some(line) => {
+                        assert!(!busy, "a command went out while another was in flight");
+                        check_encoded(&line, name);
+                    }
+                    None => assert!(busy, "a command waited on a free monitor"),
+                }
                 self.issued.insert(id);
                 self.next_id += 1;
             }
@@ -129,14 +153,14 @@ impl Driver {
                 assert_eq!(state, before);
                 assert_eq!(needed, SessionState::Ready);
             }
-            Err(other) => panic!("command() returned {other:?}"),
+            Err(other) => panic!("execute() returned {other:?}"),
         }
         assert_eq!(before, self.session.state());
     }
 
     fn eof(&mut self) {
         let before = self.session.state();
-        let pending = self.session.pending().is_some();
+        let pending = self.session.in_flight().is_some();
         let r = self.session.eof();
         assert_eq!(self.session.state(), SessionState::Closed);
         match r {

@@ -11,7 +11,8 @@
  * virDomain*Reason), event ids and details (VIR_DOMAIN_EVENT_ID_*, virDomainEvent*DetailType),
  * errors (virErrorNumber codes, the VIR_FROM_QEMU domain, libvirt's message texts). They come from
  * <libvirt/libvirt.h>; this header adds only VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY, proposed for
- * libvirt and defined here when libvirt's header lacks it.
+ * libvirt and defined here when libvirt's header lacks it, and two migration parameters of our
+ * own under the LPC_ prefix (LPC_MIGRATE_PARAM_SWITCH_POLICY, _RTT), which libvirt does not have.
  *
  * Names. Every symbol of this library starts with lpc_ (macros LPC_); none starts with vir, so a
  * program can link this library beside libvirt.so.
@@ -58,6 +59,31 @@ extern "C" {
 #ifndef VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY
 # define VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY (1 << 21)
 #endif
+
+/**
+ * LPC_MIGRATE_PARAM_SWITCH_POLICY:
+ *
+ * Migration parameter (string) of this library, not of libvirt: the driver itself switches to
+ * post-copy by a policy of ours (docs/driver-behaviour.md section 7.1), sampling QEMU's
+ * query-migrate every 100 ms while pre-copy runs:
+ *  - "half-pass": once half of the guest's memory has been sent once;
+ *  - "adaptive": once staying in pre-copy to the end of the pass is predicted to cost the guest
+ *    at least as much stall as switching now (in particular when the guest dirties memory at
+ *    least as fast as the link sends it); never while the link makes no progress.
+ * Requires VIR_MIGRATE_POSTCOPY; excludes VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY and
+ * VIR_MIGRATE_POSTCOPY_RESUME (VIR_ERR_INVALID_ARG, as an unknown policy name).
+ * virDomainMigrateStartPostCopy still works, and the first switch request wins.
+ */
+#define LPC_MIGRATE_PARAM_SWITCH_POLICY "lpc.switch_policy"
+
+/**
+ * LPC_MIGRATE_PARAM_SWITCH_POLICY_RTT:
+ *
+ * Migration parameter (ullong, microseconds) of this library: the round trip of one post-copy
+ * page request that the "adaptive" policy assumes (QEMU does not know it); default 0. Only with
+ * LPC_MIGRATE_PARAM_SWITCH_POLICY "adaptive" (otherwise VIR_ERR_INVALID_ARG).
+ */
+#define LPC_MIGRATE_PARAM_SWITCH_POLICY_RTT "lpc.switch_policy.rtt"
 
 /* ------------------------------------------------------------------------------------------ */
 /* Errors                                                                                      */
@@ -201,7 +227,8 @@ lpc_domain *lpc_replay_get_destination(lpc_replay *replay);
  * lpc_replay_get_migrate_params:
  * @replay: a replay
  * @params: where to store the recorded migration parameters (VIR_MIGRATE_PARAM_URI, and
- *          VIR_MIGRATE_PARAM_BANDWIDTH / _BANDWIDTH_POSTCOPY when recorded)
+ *          VIR_MIGRATE_PARAM_BANDWIDTH / _BANDWIDTH_POSTCOPY, LPC_MIGRATE_PARAM_SWITCH_POLICY /
+ *          _RTT when recorded)
  * @nparams: where to store their count
  * @flags: where to store the recorded migration flags (virDomainMigrateFlags)
  *
@@ -228,7 +255,9 @@ int lpc_replay_get_migrate_params(lpc_replay *replay,
  * @dst: the destination domain (its QEMU runs with -incoming defer)
  * @params: migration parameters: VIR_MIGRATE_PARAM_URI (string, required: where the destination
  *          QEMU listens, "tcp:HOST:PORT" or "unix:PATH"), VIR_MIGRATE_PARAM_BANDWIDTH and
- *          VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY (ullong, MiB/s); NULL if @nparams is 0
+ *          VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY (ullong, MiB/s), and our own
+ *          LPC_MIGRATE_PARAM_SWITCH_POLICY (string) and LPC_MIGRATE_PARAM_SWITCH_POLICY_RTT
+ *          (ullong); NULL if @nparams is 0
  * @nparams: number of @params
  * @flags: virDomainMigrateFlags: VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY,
  *         VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY, VIR_MIGRATE_POSTCOPY_RESUME, ...

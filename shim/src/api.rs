@@ -5,13 +5,19 @@
 //! Rust programs use it directly; the C ABI ([`crate::ffi`]) only translates to it. The migration
 //! itself is the driver's ([`crate::driver`]) through the engine; this module keeps what a
 //! libvirt domain object keeps between calls: its state, whether a migration job runs on it (and
-//! the [`Controller`] to reach that job from other threads), the last completed statistics and
-//! the event callbacks.
+//! the live transport's controller, to reach that job from other threads), the last completed
+//! statistics and the event callbacks.
+//!
+//! Every caller migrates through [`migrate_with`]: the C ABI (through [`migrate`] and
+//! [`migrate_with_recovery`]), `postcopy migrate`, the scenarios, the benchmark and the live
+//! tests. What the tools add (a recording, an event hook on the migration's thread, the QEMU
+//! stop hook, the moment the job starts) are [`MigrateOptions`]; calls from other threads go to
+//! the [`Domain`] ([`Domain::api`], [`Domain::note`]), which routes them to the running job.
 //!
 //! ```no_run
 //! use postcopy_shim::api::{self, Domain};
-//! use postcopy_shim::driver::vocab::*;
-//! use postcopy_shim::driver::MigrateRequest;
+//! use postcopy_shim::postcopy_core::driver::vocab::*;
+//! use postcopy_shim::postcopy_core::driver::MigrateRequest;
 //!
 //! let (src, dst) = (Domain::open_qmp("/run/src.qmp"), Domain::open_qmp("/run/dst.qmp"));
 //! let flags = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
@@ -22,60 +28,35 @@
 //! ```
 
 use std::path::Path;
-use std::sync::mpsc::channel;
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
+use std::time::{Duration, Instant};
 
-use crate::driver::vocab::{code, event, job, state};
+use crate::driver::domain::{self, answer_on_destination, answer_without_job, state_after};
+use crate::driver::policy::check_policy;
+use crate::driver::vocab::{code, event, state};
 use crate::driver::{
-    abort_without_job, check_driver_flags, check_public_flags, start_postcopy_without_job, ApiCall,
-    ApiValue, DomainEvent, DomainState, JobStats, MigrateRequest, Outcome, Side, VirError,
+    check_driver_flags, check_public_flags, ApiCall, ApiValue, DomainEvent, DomainState, JobStats,
+    MigrateRequest, Outcome, Side, VirError,
 };
 use crate::engine::{self, EngineError, Incoming, Report, Transport};
-use crate::io::run::{self, Hooks};
-use crate::io::Controller;
+use crate::io::run::{self, Hooks, Idle};
+use crate::io::{Controller, Recorder};
+pub use crate::io::{EventHook, RecordSpec, StopHook, TransportStats};
 use crate::transcript::{Record, ReplayTransport};
 
 /// A domain-event callback: the domain, the event, and for JOB_COMPLETED the completed statistics.
 pub type EventCallback = Box<dyn FnMut(&Domain, &DomainEvent, Option<&JobStats>) + Send>;
 
-/// The error of an engine failure that is not the driver's: I/O becomes VIR_ERR_OPERATION_FAILED,
-/// anything else (protocol, replay divergence, input ended) VIR_ERR_INTERNAL_ERROR with its text.
-/// A divergence's text starts with "replay diverged", so its message starts with
-/// "internal error: replay diverged".
+/// The error of an engine failure that is not the driver's: a transport failure becomes
+/// VIR_ERR_OPERATION_FAILED with its causes, anything else (protocol, replay divergence, input
+/// ended) VIR_ERR_INTERNAL_ERROR with its text. A divergence's text starts with "replay diverged",
+/// so its message starts with "internal error: replay diverged".
 pub fn engine_error(e: EngineError) -> VirError {
     match e {
-        EngineError::Io(m) => VirError::new(code::OPERATION_FAILED, m),
+        EngineError::Transport { .. } => VirError::new(code::OPERATION_FAILED, e.with_causes()),
         other => VirError::new(code::INTERNAL_ERROR, other.to_string()),
-    }
-}
-
-/// The statistics of "no job" (virDomainGetJobStats with no job: VIR_DOMAIN_JOB_NONE, nothing).
-fn no_job() -> JobStats {
-    JobStats {
-        job_type: job::NONE,
-        params: Vec::new(),
-    }
-}
-
-/// libvirt's state after a lifecycle event of a migration (the B.4 table, read backwards).
-fn state_after(ev: i32, detail: i32) -> Option<DomainState> {
-    let s = |st, reason| Some(DomainState::new(st, reason));
-    match (ev, detail) {
-        (event::STARTED, event::STARTED_MIGRATED) => s(state::PAUSED, state::PAUSED_MIGRATION),
-        (event::SUSPENDED, event::SUSPENDED_MIGRATED) => s(state::PAUSED, state::PAUSED_MIGRATION),
-        (event::SUSPENDED, event::SUSPENDED_POSTCOPY) => s(state::PAUSED, state::PAUSED_POSTCOPY),
-        (event::SUSPENDED, event::SUSPENDED_POSTCOPY_FAILED) => {
-            s(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
-        }
-        (event::RESUMED, event::RESUMED_POSTCOPY) => s(state::RUNNING, state::RUNNING_POSTCOPY),
-        (event::RESUMED, event::RESUMED_POSTCOPY_FAILED) => {
-            s(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
-        }
-        (event::RESUMED, event::RESUMED_MIGRATED) => s(state::RUNNING, state::RUNNING_MIGRATED),
-        (event::RESUMED, _) => s(state::RUNNING, state::RUNNING_UNPAUSED),
-        (event::STOPPED, event::STOPPED_MIGRATED) => s(state::SHUTOFF, state::SHUTOFF_MIGRATED),
-        _ => None,
     }
 }
 
@@ -123,6 +104,9 @@ struct Inner {
     /// What the last migrate call's job kept (libvirt keeps it in the domain object), for a
     /// recovery call with VIR_MIGRATE_POSTCOPY_RESUME.
     memory: Option<crate::driver::JobMemory>,
+    /// The transcript of the last recorded migration (source only): API calls made after it,
+    /// with no job, are recorded there too.
+    transcript: Option<Recorder<Idle>>,
 }
 
 type SharedCallback = Arc<Mutex<EventCallback>>;
@@ -177,6 +161,7 @@ impl Domain {
                 job: None,
                 completed: None,
                 memory: None,
+                transcript: None,
             }),
             changed: Condvar::new(),
             callbacks: Mutex::new(Callbacks::default()),
@@ -206,34 +191,19 @@ impl Domain {
         let mut g = lock(&self.inner);
         loop {
             let Some(job) = &g.job else {
-                return engine::idle_api(&call, Domain::active(&g));
+                let result = Err(answer_without_job(&call, Domain::active(&g)));
+                if let Some(t) = g.transcript.as_mut() {
+                    // The call is answered either way; a transcript that cannot be written
+                    // only loses this record.
+                    let _ = t.record_idle_api(&call, &result);
+                }
+                return result;
             };
             if job.replay {
                 return Err(replay_call());
             }
             if job.role == Side::Dst {
-                return Err(match call {
-                    ApiCall::StartPostCopy { flags } if flags != 0 => {
-                        start_postcopy_without_job(flags, true)
-                    }
-                    ApiCall::StartPostCopy { .. } => VirError::new(
-                        code::OPERATION_TIMEOUT,
-                        "cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePrepare3Params)",
-                    ),
-                    ApiCall::AbortJob { flags }
-                        if flags & !crate::driver::vocab::VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 =>
-                    {
-                        abort_without_job(flags, true)
-                    }
-                    ApiCall::AbortJob { .. } => VirError::new(
-                        code::OPERATION_INVALID,
-                        "cannot abort incoming migration; use virDomainDestroy instead",
-                    ),
-                    ApiCall::GetJobStats => VirError::new(
-                        code::OPERATION_UNSUPPORTED,
-                        "migration statistics are available only on the source host",
-                    ),
-                });
+                return Err(answer_on_destination(&call));
             }
             match job.controller.clone() {
                 None => g = self.changed.wait(g).unwrap_or_else(|e| e.into_inner()),
@@ -250,6 +220,33 @@ impl Domain {
                         .unwrap_or_else(|e| e.into_inner());
                 }
             }
+        }
+    }
+
+    /// Makes `call` on this domain (one of the calls another thread makes while a migration runs),
+    /// as [`Domain::start_postcopy`], [`Domain::abort_job`] or [`Domain::job_stats`] with flags 0.
+    pub fn api(&self, call: ApiCall) -> Result<ApiValue, VirError> {
+        match call {
+            ApiCall::StartPostCopy { flags } => self.start_postcopy(flags).map(|_| ApiValue::Done),
+            ApiCall::AbortJob { flags } => self.abort_job(flags).map(|_| ApiValue::Done),
+            ApiCall::GetJobStats => self.job_stats(0).map(ApiValue::Stats),
+        }
+    }
+
+    /// Writes a remark of the caller (a cut link, a killed QEMU) into the transcript of the
+    /// migration running on this domain, between the messages it falls between. False when no
+    /// live migration runs on it (a recording without one has nothing to put it between).
+    pub fn note(&self, text: impl Into<String>) -> bool {
+        let controller = lock(&self.inner)
+            .job
+            .as_ref()
+            .and_then(|j| j.controller.clone());
+        match controller {
+            Some(c) => {
+                c.note(text);
+                true
+            }
+            None => false,
         }
     }
 
@@ -273,21 +270,18 @@ impl Domain {
         if flags & virt_sys::VIR_DOMAIN_JOB_STATS_COMPLETED != 0 {
             let g = lock(&self.inner);
             if g.job.as_ref().is_some_and(|j| j.role == Side::Dst) {
-                return Err(VirError::new(
-                    code::OPERATION_UNSUPPORTED,
-                    "migration statistics are available only on the source host",
-                ));
+                return Err(domain::stats_only_on_source());
             }
-            return Ok(g.completed.clone().unwrap_or_else(no_job));
+            return Ok(g.completed.clone().unwrap_or_else(domain::no_job_stats));
         }
         if lock(&self.inner).job.is_none() {
-            return Ok(no_job());
+            return Ok(domain::no_job_stats());
         }
         match self.call(ApiCall::GetJobStats) {
             Ok(ApiValue::Stats(s)) => Ok(s),
-            Ok(ApiValue::Done) => Ok(no_job()),
+            Ok(ApiValue::Done) => Ok(domain::no_job_stats()),
             // The job ended between the two looks: libvirt would have found no job.
-            Err(_) if lock(&self.inner).job.is_none() => Ok(no_job()),
+            Err(_) if lock(&self.inner).job.is_none() => Ok(domain::no_job_stats()),
             Err(e) => Err(e),
         }
     }
@@ -344,18 +338,7 @@ impl Domain {
 
     fn begin_job(&self, role: Side, replay: bool) -> Result<(), VirError> {
         let mut g = lock(&self.inner);
-        if g.job.is_some() {
-            return Err(VirError::new(
-                code::OPERATION_TIMEOUT,
-                "cannot acquire state change lock (held by monitor=remoteDispatchDomainMigratePerform3Params)",
-            ));
-        }
-        if !Domain::active(&g) {
-            return Err(VirError::new(
-                code::OPERATION_INVALID,
-                "domain is not running",
-            ));
-        }
+        domain::check_begin_job(g.job.is_some(), Domain::active(&g))?;
         g.job = Some(Job {
             role,
             replay,
@@ -429,6 +412,7 @@ impl Replay {
                 connect_uri,
                 bandwidth,
                 postcopy_bandwidth,
+                switch_policy,
                 ..
             } = r
             {
@@ -436,6 +420,7 @@ impl Replay {
                 req.connect_uri = connect_uri.clone();
                 req.bandwidth_mib = *bandwidth;
                 req.postcopy_bandwidth_mib = *postcopy_bandwidth;
+                req.switch_policy = *switch_policy;
                 requests.push(req);
             }
         }
@@ -511,6 +496,9 @@ impl<F: FnMut(Side, &DomainEvent)> Transport for ReplayWithEvents<'_, F> {
         self.inner.domain_event(side, event);
         (self.on_event)(side, event)
     }
+    fn milestone(&mut self, milestone: &crate::driver::Milestone) {
+        self.inner.milestone(milestone)
+    }
     fn warn(&mut self, message: &str) {
         self.inner.warn(message)
     }
@@ -535,11 +523,10 @@ pub fn migrate_with_recovery(
     policy: &crate::driver::RecoveryPolicy,
     mut on_attempt: impl FnMut(&MigrateRequest, &Result<Outcome, VirError>),
 ) -> Result<Outcome, VirError> {
-    let failed = DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED);
-    let mut calls = run::with_recovery(req, Some(policy), |req| {
+    let mut calls = with_recovery(req, Some(policy), |req| {
         let r = migrate(src, dst, req.clone());
         on_attempt(req, &r);
-        let in_postcopy_failure = r.is_err() && src.state(0).is_ok_and(|st| st == failed);
+        let in_postcopy_failure = r.is_err() && failed_in_postcopy(src);
         (r, in_postcopy_failure)
     });
     calls.pop().unwrap_or_else(|| {
@@ -550,6 +537,42 @@ pub fn migrate_with_recovery(
     })
 }
 
+/// True when the domain (a source) was left paused by a failed post-copy: the state a recovery
+/// with VIR_MIGRATE_POSTCOPY_RESUME starts from.
+pub fn failed_in_postcopy(src: &Domain) -> bool {
+    src.state(0)
+        .is_ok_and(|st| st == DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED))
+}
+
+/// The loop of [`migrate_with_recovery`], for a caller that makes each migrate call itself (with
+/// its own [`MigrateOptions`]): calls `call` with `req`; while the call reports a failure in
+/// post-copy (its second value) and `policy` allows, sleeps the policy's delay and calls again
+/// with VIR_MIGRATE_POSTCOPY_RESUME. Returns every call's first value, in order. Without a policy,
+/// one call.
+pub fn with_recovery<T>(
+    mut req: MigrateRequest,
+    policy: Option<&crate::driver::RecoveryPolicy>,
+    mut call: impl FnMut(&MigrateRequest) -> (T, bool),
+) -> Vec<T> {
+    let mut out = Vec::new();
+    let mut failed_at: Option<Instant> = None;
+    let mut attempt = 0;
+    loop {
+        let (r, failed_in_postcopy) = call(&req);
+        out.push(r);
+        let Some(policy) = policy.filter(|_| failed_in_postcopy) else {
+            return out;
+        };
+        let since = failed_at.get_or_insert_with(Instant::now).elapsed();
+        let Some(delay) = policy.next_delay(attempt, since) else {
+            return out;
+        };
+        thread::sleep(delay);
+        attempt += 1;
+        req.flags = crate::driver::recovery::resume_flags(req.flags);
+    }
+}
+
 /// virDomainMigrate3 from `src` to `dst`: blocks until the migration completed or failed.
 /// `src` and `dst` are two live domains, or the source and the destination of one replay.
 pub fn migrate(
@@ -557,6 +580,70 @@ pub fn migrate(
     dst: &Arc<Domain>,
     req: MigrateRequest,
 ) -> Result<Outcome, VirError> {
+    migrate_with(src, dst, req, MigrateOptions::default()).and_then(|m| m.report.result)
+}
+
+/// What a tool adds to a migrate call (the C ABI and [`migrate`] add nothing).
+#[derive(Default)]
+pub struct MigrateOptions {
+    /// Record both monitors into a transcript (live domains only). API calls made on the source
+    /// after the migration are recorded there too, until its next migration.
+    pub record: Option<RecordSpec>,
+    /// Called on the migration's own thread for every domain event, as soon as it happens (the
+    /// registered callbacks run later, on another thread). It must not wait for an API call on
+    /// these domains: make that call from another thread.
+    pub on_event: Option<EventHook>,
+    /// Called where libvirt would stop a QEMU process (qemuProcessStop): the caller owns them.
+    /// Live domains only.
+    pub on_stop: Option<StopHook>,
+    /// Told once the job runs: from then on, calls on the source from other threads
+    /// ([`Domain::api`], [`Domain::note`], ...) reach the migration.
+    pub job_started: Option<Sender<()>>,
+    /// The call's overall deadline (live domains; None: [`DEFAULT_DEADLINE`]). When it passes,
+    /// the call fails with VIR_ERR_OPERATION_TIMEOUT naming the phases: before post-copy the
+    /// migration is cancelled as virDomainAbortJob would; once the guest runs on the destination
+    /// nothing is cancelled or killed, post-copy is paused and both sides are left recoverable
+    /// (docs/driver-behaviour.md §10.4).
+    pub deadline: Option<Duration>,
+}
+
+/// The deadline of a live migrate call when [`MigrateOptions::deadline`] is not set: 10 minutes.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(600);
+
+impl std::fmt::Debug for MigrateOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MigrateOptions")
+            .field("record", &self.record)
+            .field("on_event", &self.on_event.is_some())
+            .field("on_stop", &self.on_stop.is_some())
+            .field("job_started", &self.job_started.is_some())
+            .field("deadline", &self.deadline)
+            .finish()
+    }
+}
+
+/// A migrate call that ran to the driver's end, whether the migration completed
+/// (`report.result`) or not.
+#[derive(Debug)]
+pub struct Migration {
+    /// The call's result, the states it left the domains in, and what its job kept.
+    pub report: Report,
+    /// What the live transport timed (the switch); all empty for a replay.
+    pub stats: TransportStats,
+    /// What the driver warned about on the way.
+    pub warnings: Vec<String>,
+}
+
+/// [`migrate`] with a tool's [`MigrateOptions`]: the one entry of every caller (the C ABI through
+/// [`migrate`], `postcopy migrate`, the scenarios, the benchmark). `Err` is a call that failed
+/// before or outside the driver (refused flags, a busy domain, a monitor that cannot be reached);
+/// a migration that failed is `Ok` with the error in `report.result`.
+pub fn migrate_with(
+    src: &Arc<Domain>,
+    dst: &Arc<Domain>,
+    req: MigrateRequest,
+    mut opts: MigrateOptions,
+) -> Result<Migration, VirError> {
     let invalid = |m: &str| Err(VirError::new(code::INVALID_ARG, m));
     if Arc::ptr_eq(src, dst) {
         return invalid("the source and the destination are the same domain");
@@ -566,7 +653,8 @@ pub fn migrate(
         (Target::Qmp(a), Target::Qmp(b)) => {
             // libvirt checks flags in the public API and in Begin, before any QEMU is involved.
             check_public_flags(req.flags)
-                .and_then(|_| check_driver_flags(req.flags, "qemuDomainMigrateBegin3Params"))?;
+                .and_then(|_| check_driver_flags(req.flags, "qemuDomainMigrateBegin3Params"))
+                .and_then(|_| check_policy(req.switch_policy, req.flags))?;
             Mode::Live(a.clone(), b.clone())
         }
         (
@@ -578,7 +666,12 @@ pub fn migrate(
                 replay: r2,
                 side: Side::Dst,
             },
-        ) if Arc::ptr_eq(r1, r2) => Mode::Replay(r1.clone()),
+        ) if Arc::ptr_eq(r1, r2) => {
+            if opts.record.is_some() || opts.on_stop.is_some() {
+                return invalid("a replay is neither recorded nor stops QEMU processes");
+            }
+            Mode::Replay(r1.clone())
+        }
         _ => {
             return invalid(
                 "the source and the destination must be two live domains, or the source and the destination of one replay",
@@ -631,38 +724,58 @@ pub fn migrate(
     };
     let on_event = {
         let (s, d, tx) = (src.clone(), dst.clone(), tx.clone());
+        let mut hook = opts.on_event.take();
         move |side: Side, ev: &DomainEvent| {
             if side == Side::Src { &s } else { &d }.apply_event(ev);
             let _ = tx.send(Dispatch::Event(side, ev.clone()));
+            if let Some(f) = hook.as_mut() {
+                f(side, ev);
+            }
         }
     };
+    let job_started = opts.job_started.take();
 
     let memory = if req.flags & crate::driver::vocab::VIR_MIGRATE_POSTCOPY_RESUME != 0 {
         lock(&src.inner).memory.clone()
     } else {
         None
     };
-    let result: Result<Report, EngineError> = match mode {
+    let result: Result<Migration, EngineError> = match mode {
         Mode::Live(a, b) => {
+            // The previous recording ends here; this call starts or continues its own.
+            lock(&src.inner).transcript = None;
             let (ctx, crx) = channel::<Controller>();
             let s = src.clone();
             let receiver = thread::spawn(move || {
                 if let Ok(c) = crx.recv() {
                     s.set_controller(c);
+                    if let Some(tx) = job_started {
+                        let _ = tx.send(());
+                    }
                 }
             });
             let hooks = Hooks {
                 on_event: Some(Box::new(on_event)),
+                on_stop: opts.on_stop.take(),
                 controller: Some(ctx),
-                ..Default::default()
+                deadline: opts.deadline.unwrap_or(DEFAULT_DEADLINE),
             };
-            let r =
-                run::migrate_continuing(&a, &b, req, memory, None, hooks).map(|live| live.report);
+            let r = run::migrate(&a, &b, req, memory, opts.record.as_ref(), hooks);
             let _ = receiver.join();
-            r
+            r.map(|live| {
+                lock(&src.inner).transcript = live.recorder;
+                Migration {
+                    report: live.report,
+                    stats: live.stats,
+                    warnings: live.warnings,
+                }
+            })
         }
         Mode::Replay(_) => match replaying {
             Some((shared, mut rt, next)) => {
+                if let Some(tx) = job_started {
+                    let _ = tx.send(());
+                }
                 let r = engine::run_with(
                     req,
                     memory,
@@ -679,19 +792,23 @@ pub fn migrate(
                     }
                     Err(_) => p.failed = true,
                 }
-                r
+                r.map(|report| Migration {
+                    report,
+                    stats: TransportStats::default(),
+                    warnings: Vec::new(),
+                })
             }
             None => Err(EngineError::Ended("no replay to run".into())),
         },
     };
 
     let (outcome, completed) = match result {
-        Ok(report) => {
-            lock(&src.inner).memory = Some(report.memory.clone());
-            let completed = report.result.as_ref().ok().map(|o| o.stats.clone());
-            src.end_job(Some(report.src_state), completed.clone());
-            dst.end_job(Some(report.dst_state), None);
-            (report.result, completed)
+        Ok(m) => {
+            lock(&src.inner).memory = Some(m.report.memory.clone());
+            let completed = m.report.result.as_ref().ok().map(|o| o.stats.clone());
+            src.end_job(Some(m.report.src_state), completed.clone());
+            dst.end_job(Some(m.report.dst_state), None);
+            (Ok(m), completed)
         }
         Err(e) => {
             src.end_job(None, None);

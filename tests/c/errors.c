@@ -87,6 +87,22 @@ params_of(const char *uri, int *n)
     return p;
 }
 
+/* Migrates with p[0] and a second parameter of this name and type (a string or the int 10):
+ * the call must fail with this error. */
+static void
+check_second_param(lpc_domain *src, lpc_domain *dst, virTypedParameterPtr p, const char *field,
+                   int type, int code, const char *message, const char *what)
+{
+    strcpy(p[1].field, field);
+    p[1].type = type;
+    if (type == VIR_TYPED_PARAM_STRING)
+        p[1].value.s = (char *)"tcp:127.0.0.1:2";
+    else
+        p[1].value.i = 10;
+    check_error(lpc_domain_migrate(src, dst, p, 2, VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY),
+                code, message, what);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -117,8 +133,19 @@ main(int argc, char **argv)
     lpc_typed_params_free(NULL, 0);
     lpc_typed_params_free(NULL, 5);
     check(1, "_free(NULL) of every handle type");
+    /* Every call resets the last error first (the header's conventions), a _free too. */
+    lpc_domain_migrate_start_post_copy(NULL, 0);
+    lpc_domain_free(NULL);
+    check(lpc_get_last_error() == NULL, "domain_free resets the last error");
+    lpc_domain_migrate_start_post_copy(NULL, 0);
+    lpc_replay_free(NULL);
+    check(lpc_get_last_error() == NULL, "replay_free resets the last error");
+    lpc_domain_migrate_start_post_copy(NULL, 0);
+    lpc_typed_params_free(NULL, 0);
+    check(lpc_get_last_error() == NULL && lpc_get_last_error_code() == VIR_ERR_OK,
+          "typed_params_free resets the last error");
 
-    /* virDomainMigrateStartPostCopy without a job (SPEC B.2 rows 3 and 8) */
+    /* virDomainMigrateStartPostCopy without a job (docs/driver-behaviour.md §6 rows 3 and 8) */
     check_error(lpc_domain_migrate_start_post_copy(NULL, 0), VIR_ERR_INVALID_ARG,
                 "invalid argument: dom in lpc_domain_migrate_start_post_copy must not be NULL",
                 "start_post_copy(NULL)");
@@ -166,7 +193,7 @@ main(int argc, char **argv)
     rc = lpc_domain_get_state(d, &state, NULL, 0);
     check(rc == 0 && state == VIR_DOMAIN_RUNNING, "get_state, reason optional");
 
-    /* virDomainMigrate3: flags (public API, then the driver's Begin: SPEC A.1, B.3) */
+    /* virDomainMigrate3: flags (public API, then the driver's Begin: docs/driver-behaviour.md §1) */
     p = params_of("tcp:127.0.0.1:1", &n);
     check_error(lpc_domain_migrate(d, d2, p, n,
                                    VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY),
@@ -199,7 +226,22 @@ main(int argc, char **argv)
                 "than zero",
                 "auto_recover with no deadline");
     check_error(lpc_domain_migrate_auto_recover(NULL, d2, p, n, pc, 1000), VIR_ERR_INVALID_ARG,
-                NULL, "auto_recover(src NULL)");
+                "invalid argument: src in lpc_domain_migrate_auto_recover must not be NULL",
+                "auto_recover(src NULL)");
+    check_error(lpc_domain_migrate_auto_recover(d, d2, NULL, 1, pc, 1000), VIR_ERR_INVALID_ARG,
+                "invalid argument: params in lpc_domain_migrate_auto_recover must not be NULL",
+                "auto_recover names itself in a parameter error");
+    check_error(lpc_domain_migrate_auto_recover(d, d2, p, -1, pc, 1000), VIR_ERR_INVALID_ARG,
+                "invalid argument: nparams in lpc_domain_migrate_auto_recover must be greater "
+                "than or equal to zero",
+                "auto_recover names itself in a count error");
+    check_error(lpc_domain_migrate_auto_recover(d, d2, NULL, 0, pc, 1000), VIR_ERR_INVALID_ARG,
+                "invalid argument: lpc_domain_migrate_auto_recover requires the "
+                "VIR_MIGRATE_PARAM_URI parameter (where the destination QEMU listens)",
+                "auto_recover names itself when the URI is missing");
+    check_error(lpc_domain_migrate(d, d2, NULL, 1, pc), VIR_ERR_INVALID_ARG,
+                "invalid argument: params in lpc_domain_migrate must not be NULL",
+                "migrate names itself in a parameter error");
     check_error(lpc_domain_migrate_auto_recover(d, d2, p, n,
                                                 VIR_MIGRATE_LIVE |
                                                 VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY, 1000),
@@ -232,24 +274,19 @@ main(int argc, char **argv)
                 "negative nparams");
     check_error(lpc_domain_migrate(d, d2, NULL, 0, pc), VIR_ERR_INVALID_ARG, NULL,
                 "no VIR_MIGRATE_PARAM_URI");
-    strcpy(p[1].field, VIR_MIGRATE_PARAM_URI);
-    p[1].type = VIR_TYPED_PARAM_STRING;
-    p[1].value.s = (char *)"tcp:127.0.0.1:2";
-    check_error(lpc_domain_migrate(d, d2, p, 2, pc), VIR_ERR_INVALID_ARG,
-                "invalid argument: parameter 'migrate_uri' occurs multiple times",
-                "duplicate parameter");
-    strcpy(p[1].field, VIR_MIGRATE_PARAM_BANDWIDTH);
-    p[1].type = VIR_TYPED_PARAM_INT;
-    p[1].value.i = 10;
-    check_error(lpc_domain_migrate(d, d2, p, 2, pc), VIR_ERR_INVALID_ARG,
-                "invalid argument: invalid type 'int' for parameter 'bandwidth', expected 'ullong'",
-                "wrongly typed parameter");
-    strcpy(p[1].field, VIR_MIGRATE_PARAM_DEST_NAME);
-    p[1].type = VIR_TYPED_PARAM_STRING;
-    p[1].value.s = (char *)"guest2";
-    check_error(lpc_domain_migrate(d, d2, p, 2, pc), VIR_ERR_ARGUMENT_UNSUPPORTED,
-                "argument unsupported: parameter 'destination_name' not supported",
-                "unsupported parameter");
+    check_second_param(d, d2, p, VIR_MIGRATE_PARAM_URI, VIR_TYPED_PARAM_STRING,
+                       VIR_ERR_INVALID_ARG,
+                       "invalid argument: parameter 'migrate_uri' occurs multiple times",
+                       "duplicate parameter");
+    check_second_param(d, d2, p, VIR_MIGRATE_PARAM_BANDWIDTH, VIR_TYPED_PARAM_INT,
+                       VIR_ERR_INVALID_ARG,
+                       "invalid argument: invalid type 'int' for parameter 'bandwidth', "
+                       "expected 'ullong'",
+                       "wrongly typed parameter");
+    check_second_param(d, d2, p, VIR_MIGRATE_PARAM_DEST_NAME, VIR_TYPED_PARAM_STRING,
+                       VIR_ERR_ARGUMENT_UNSUPPORTED,
+                       "argument unsupported: parameter 'destination_name' not supported",
+                       "unsupported parameter");
     free(p);
 
     /* Events */
@@ -334,8 +371,6 @@ main(int argc, char **argv)
 
     /* A recording that ends before the migration does is a replay that did not match. */
     r = lpc_replay_open(argv[3], 0);
-    lpc_domain_free(rs2);
-    lpc_domain_free(rd);
     rs2 = lpc_replay_get_source(r);
     rd = lpc_replay_get_destination(r);
     check(lpc_replay_get_migrate_params(r, &rp, &nrp, &rflags) == 1, "truncated: params");

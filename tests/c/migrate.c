@@ -271,9 +271,6 @@ replay(const char *file)
     /* Every migrate call the transcript recorded, in turn. */
     while ((rc = lpc_replay_get_migrate_params(r, &params, &nparams, &flags)) == 1) {
         rc = lpc_domain_migrate(src, dst, params, nparams, flags);
-        lpc_typed_params_free(params, nparams);
-        params = NULL;
-        nparams = 0;
         if (rc == 0) {
             printf("result: completed\n");
         } else {
@@ -287,6 +284,10 @@ replay(const char *file)
             }
             printf("result: error %d %s\n", err->code, err->message);
         }
+        /* After the error is read: every call, this one too, resets the last error. */
+        lpc_typed_params_free(params, nparams);
+        params = NULL;
+        nparams = 0;
         if (print_state(src, "src", &state, &reason) < 0 ||
             print_state(dst, "dst", &state, &reason) < 0)
             goto cleanup;

@@ -2,6 +2,8 @@
 //! snapshots hold.
 #![allow(dead_code)]
 
+pub mod live;
+
 use std::path::{Path, PathBuf};
 
 use postcopy_core::engine::{EngineError, Report};
@@ -37,8 +39,14 @@ pub fn replay(t: Transcript) -> (Vec<String>, Result<Vec<Report>, EngineError>) 
 /// message (ids, timestamps and job-stats polls left out), then the outcome.
 pub fn snapshot_text(path: &Path) -> String {
     let t = load(path);
+    // Our switch policy (docs/driver-behaviour.md §7.1) when the request had one.
+    let policy = t
+        .header
+        .switch_policy
+        .map(|p| format!("switch policy: {p:?}\n"))
+        .unwrap_or_default();
     let mut s = format!(
-        "scenario: {}\nqemu: src {} / dst {}\nflags: {}\n---\n",
+        "scenario: {}\nqemu: src {} / dst {}\nflags: {}\n{policy}---\n",
         t.header.scenario,
         t.header.qemu.src,
         t.header.qemu.dst,

@@ -28,9 +28,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
-use postcopy_core::driver::vocab::flag_names;
+use postcopy_core::driver::MigrateRequest;
 use postcopy_core::transcript::format::{ApiRecord, MonitorTag, QemuVersions};
-use postcopy_core::transcript::{Header, Record, FORMAT_VERSION};
+use postcopy_core::transcript::{Header, Record};
 
 /// The recorder name written into imported transcripts.
 pub const RECORDER: &str = "libvirt 11.3.0 log (import-libvirt-log)";
@@ -276,6 +276,17 @@ fn extract(text: &str, domain: &str, tag: MonitorTag) -> Vec<Msg> {
     out
 }
 
+/// Why two logs do not make a transcript.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    #[error("no QMP traffic of domain '{0}' in the source log")]
+    NoTraffic(String),
+    #[error(
+        "no qemuMigrationSrcPerform call for domain '{0}' in the source log (log_filters must include 1:qemu.qemu_migration)"
+    )]
+    NoPerform(String),
+}
+
 /// Options of an import.
 #[derive(Debug, Clone, Default)]
 pub struct ImportOptions {
@@ -355,14 +366,11 @@ fn version_of(greeting: Option<&Value>) -> String {
 }
 
 /// Imports one migration of `opts.domain` from the source's and the destination's daemon logs.
-pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Imported, String> {
+pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Imported, ImportError> {
     let src = extract(src_log, &opts.domain, MonitorTag::Src);
     let dst = extract(dst_log, &opts.domain, MonitorTag::Dst);
     if src.is_empty() {
-        return Err(format!(
-            "no QMP traffic of domain '{}' in the source log",
-            opts.domain
-        ));
+        return Err(ImportError::NoTraffic(opts.domain.clone()));
     }
     let performs: Vec<(u64, u64, u32)> = src
         .iter()
@@ -372,10 +380,7 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
         })
         .collect();
     let Some(&(perform_ms, _, flags)) = performs.first() else {
-        return Err(format!(
-            "no qemuMigrationSrcPerform call for domain '{}' in the source log (log_filters must include 1:qemu.qemu_migration)",
-            opts.domain
-        ));
+        return Err(ImportError::NoPerform(opts.domain.clone()));
     };
     let mut all: Vec<Msg> = src.into_iter().chain(dst).collect();
     all.sort_by_key(|m| (m.ms, m.mon == MonitorTag::Dst, m.seq));
@@ -416,23 +421,25 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
             .find_map(|m| m.msg.pointer(&format!("/arguments/{key}"))?.as_u64())
             .map(|b| b / (1024 * 1024))
     };
-    let header = Header {
-        format: postcopy_core::transcript::format::MAGIC.to_string(),
-        version: FORMAT_VERSION,
-        scenario: opts.scenario.clone(),
-        recorder: RECORDER.to_string(),
-        qemu: QemuVersions {
-            src: version_of(greeting(MonitorTag::Src)),
-            dst: version_of(greeting(MonitorTag::Dst)),
-        },
+    let request = MigrateRequest {
         flags,
-        flag_names: flag_names(flags).into_iter().map(String::from).collect(),
         uri: uri.clone(),
-        bandwidth: mib("max-bandwidth"),
-        postcopy_bandwidth: mib("max-postcopy-bandwidth").filter(|b| *b > 0),
+        bandwidth_mib: mib("max-bandwidth"),
+        postcopy_bandwidth_mib: mib("max-postcopy-bandwidth").filter(|b| *b > 0),
         connect_uri: src_uri.filter(|s| *s != uri),
-        description: opts.description.clone(),
+        switch_policy: None,
     };
+    let qemu = QemuVersions {
+        src: version_of(greeting(MonitorTag::Src)),
+        dst: version_of(greeting(MonitorTag::Dst)),
+    };
+    let header = postcopy_shim::transcript_header(
+        &request,
+        &opts.scenario,
+        RECORDER,
+        qemu,
+        opts.description.clone(),
+    );
 
     // Records.
     let mut records = Vec::new();
@@ -466,15 +473,13 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
                         .unwrap_or_else(|| uri.clone());
                     let call_connect =
                         after(MonitorTag::Src, &["migrate"]).filter(|c| *c != call_uri);
-                    records.push(Record::Migrate {
-                        t,
+                    let call = MigrateRequest {
                         flags: f,
-                        flag_names: flag_names(f).into_iter().map(String::from).collect(),
                         uri: call_uri,
                         connect_uri: call_connect,
-                        bandwidth: header.bandwidth,
-                        postcopy_bandwidth: header.postcopy_bandwidth,
-                    });
+                        ..request.clone()
+                    };
+                    records.push(Record::migrate(t, &call));
                 }
             }
             MsgKind::Send => {

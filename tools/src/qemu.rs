@@ -1,5 +1,6 @@
-//! Starts the two local QEMUs of `postcopy migrate`: TCG, our guest kernel, a QMP unix socket each,
-//! the serial console to a file the host timestamps.
+//! Starts the two local QEMUs of a migration (`postcopy migrate`, the scenarios, the benchmark, the
+//! live tests): TCG, our guest kernel, a QMP unix socket each, the serial console to a file the
+//! host timestamps.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -7,6 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use postcopy_core::driver::Side;
+
+use crate::testbed::{Host, Probe};
 
 /// How to start a QEMU.
 #[derive(Debug, Clone)]
@@ -19,6 +24,40 @@ pub struct QemuConfig {
     pub extra_args: Vec<String>,
     /// Extra environment (for example QEMU_MODULE_DIR).
     pub env: Vec<(String, String)>,
+    /// Start QEMU inside this testbed host's network namespace (`nsenter --net`, which then
+    /// execs QEMU: the pid is QEMU's). QMP stays on the unix socket. None: this machine's own.
+    pub host: Option<(Probe, Host)>,
+}
+
+impl QemuConfig {
+    /// Our guest (`append` is its command line, qemu-fixtures/guest/README.md) in `memory_mib`
+    /// of RAM under `binary`, or under the QEMU extracted at `root` ([`extracted_qemu`]).
+    pub fn guest(
+        binary: &Path,
+        root: Option<&Path>,
+        kernel: &Path,
+        append: &str,
+        memory_mib: u64,
+    ) -> QemuConfig {
+        let (env, extra_args) = extracted_qemu(root);
+        QemuConfig {
+            binary: binary.to_path_buf(),
+            kernel: kernel.to_path_buf(),
+            append: append.to_string(),
+            memory_mib,
+            extra_args,
+            env,
+            host: None,
+        }
+    }
+
+    /// The same QEMU started inside `host` of the testbed `probe` belongs to.
+    pub fn in_host(&self, probe: &Probe, host: Host) -> QemuConfig {
+        QemuConfig {
+            host: Some((probe.clone(), host)),
+            ..self.clone()
+        }
+    }
 }
 
 /// The environment and extra arguments that run a QEMU extracted from Debian's .deb files under
@@ -54,16 +93,21 @@ pub struct QemuProcess {
 }
 
 impl QemuProcess {
+    /// Starts the QEMU `name` (its files are `name.qmp`, `name.serial`, `name.stderr` in `dir`);
+    /// `incoming`: the destination of a migration, paused and waiting for it.
     pub fn start(
         cfg: &QemuConfig,
         dir: &Path,
         name: &str,
         incoming: bool,
-    ) -> std::io::Result<QemuProcess> {
+    ) -> Result<QemuProcess, StartError> {
         let qmp = dir.join(format!("{name}.qmp"));
         let serial = dir.join(format!("{name}.serial"));
         let _ = std::fs::remove_file(&qmp);
-        let mut cmd = Command::new(&cfg.binary);
+        let mut cmd = match &cfg.host {
+            Some((probe, host)) => probe.command(*host, &cfg.binary),
+            None => Command::new(&cfg.binary),
+        };
         cmd.args([
             "-M",
             "pc",
@@ -91,14 +135,18 @@ impl QemuProcess {
         for (k, v) in &cfg.env {
             cmd.env(k, v);
         }
+        let stderr = dir.join(format!("{name}.stderr"));
+        let stderr = File::create(&stderr).map_err(|source| StartError::Create {
+            path: stderr,
+            source,
+        })?;
         cmd.stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(File::create(dir.join(format!("{name}.stderr")))?);
-        let child = cmd.spawn().map_err(|e| {
-            std::io::Error::new(
-                e.kind(),
-                format!("cannot start {}: {e}", cfg.binary.display()),
-            )
+            .stderr(stderr);
+        let child = cmd.spawn().map_err(|source| StartError::Spawn {
+            name: name.to_string(),
+            binary: cfg.binary.clone(),
+            source,
         })?;
         Ok(QemuProcess {
             name: name.to_string(),
@@ -170,6 +218,101 @@ impl Drop for QemuProcess {
             self.kill();
         }
     }
+}
+
+/// Why a QEMU (or the pair) did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create {}", path.display())]
+    Create {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the {name} QEMU ({})", binary.display())]
+    Spawn {
+        name: String,
+        binary: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the guest on the {name} QEMU did not get ready")]
+    NotReady {
+        name: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The two QEMUs of a local migration: the source runs the guest (it printed READY), the
+/// destination waits for the incoming migration (`-S -incoming defer`).
+#[derive(Debug)]
+pub struct QemuPair {
+    pub src: QemuProcess,
+    pub dst: QemuProcess,
+}
+
+impl QemuPair {
+    /// How long the guest may take to fill its memory and print READY.
+    pub const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+    /// Starts both QEMUs in `dir` (sockets `src.qmp`, `dst.qmp`; serial files `src.serial`,
+    /// `dst.serial`) and waits for the guest on the source.
+    pub fn start(cfg: &QemuConfig, dir: &Path) -> Result<QemuPair, StartError> {
+        QemuPair::start_each(cfg, cfg, dir)
+    }
+
+    /// [`QemuPair::start`] with the source in the testbed's source host and the destination in
+    /// its destination host (`probe`'s namespaces); the migration URI is then the destination
+    /// host's address ([`crate::testbed::Testbed::migration_uri`]).
+    pub fn start_in_hosts(
+        cfg: &QemuConfig,
+        probe: &Probe,
+        dir: &Path,
+    ) -> Result<QemuPair, StartError> {
+        QemuPair::start_each(
+            &cfg.in_host(probe, Host::Source),
+            &cfg.in_host(probe, Host::Destination),
+            dir,
+        )
+    }
+
+    fn start_each(
+        src_cfg: &QemuConfig,
+        dst_cfg: &QemuConfig,
+        dir: &Path,
+    ) -> Result<QemuPair, StartError> {
+        std::fs::create_dir_all(dir).map_err(|source| StartError::Create {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let mut src = QemuProcess::start(src_cfg, dir, "src", false)?;
+        let dst = QemuProcess::start(dst_cfg, dir, "dst", true)?;
+        src.wait_serial("READY", Self::READY_TIMEOUT)
+            .map_err(|source| StartError::NotReady {
+                name: "src".into(),
+                source,
+            })?;
+        Ok(QemuPair { src, dst })
+    }
+
+    pub fn side(&mut self, side: Side) -> &mut QemuProcess {
+        match side {
+            Side::Src => &mut self.src,
+            Side::Dst => &mut self.dst,
+        }
+    }
+
+    /// Kills one QEMU (SIGKILL), as libvirt's qemuProcessStop or a fault does.
+    pub fn kill(&mut self, side: Side) {
+        self.side(side).kill();
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listens on now (a migration stream on loopback).
+pub fn free_port() -> std::io::Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
 }
 
 /// Follows a serial log as it grows and timestamps each complete line on the host.

@@ -2,6 +2,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::stats::ReplyError;
 use super::vocab::{
     code, VirError, VIR_MIGRATE_AUTO_CONVERGE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_TUNNELLED,
 };
@@ -60,16 +61,16 @@ pub enum Party {
 }
 
 /// The known capability names found in a `query-migrate-capabilities` reply (their state ignored).
-pub fn supported_caps(reply: &Value) -> Result<Vec<String>, String> {
-    let arr = reply
-        .as_array()
-        .ok_or_else(|| "query-migrate-capabilities reply is not an array".to_string())?;
+pub fn supported_caps(reply: &Value) -> Result<Vec<String>, ReplyError> {
+    let arr = reply.as_array().ok_or(ReplyError::CapabilitiesNotArray)?;
     let mut names = Vec::new();
     for item in arr {
         let name = item
             .get("capability")
             .and_then(Value::as_str)
-            .ok_or_else(|| format!("capability entry without a name: {item}"))?;
+            .ok_or_else(|| ReplyError::CapabilityWithoutName {
+                entry: item.to_string(),
+            })?;
         if KNOWN_CAPS.contains(&name) {
             names.push(name.to_string());
         }

@@ -2,8 +2,22 @@
 //! (qemu_domainjob.c:qemuDomainMigrationJobDataToParams).
 
 use serde_json::Value;
+use thiserror::Error;
 
 use super::vocab::{job, param};
+
+/// A QEMU reply the driver cannot read (libvirt's monitor reports these as internal errors).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ReplyError {
+    #[error("query-migrate-capabilities reply is not an array")]
+    CapabilitiesNotArray,
+    #[error("capability entry without a name: {entry}")]
+    CapabilityWithoutName { entry: String },
+    #[error("info migration reply was missing return status")]
+    MissingStatus,
+    #[error("unexpected migration status in {status}")]
+    UnknownStatus { status: String },
+}
 
 /// QEMU's MigrationStatus, as libvirt's monitor parses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,6 +35,9 @@ pub enum MigStatus {
     PreSwitchover,
     Device,
     WaitUnplug,
+    /// QEMU 11.1: the device state is sent at the switch to post-copy, on both sides, between
+    /// `device` and `postcopy-active`. Not yet post-copy: the wait goes on as for `device`.
+    PostcopyDevice,
 }
 
 impl MigStatus {
@@ -40,11 +57,12 @@ impl MigStatus {
             "pre-switchover" => MigStatus::PreSwitchover,
             "device" => MigStatus::Device,
             "wait-unplug" => MigStatus::WaitUnplug,
+            "postcopy-device" => MigStatus::PostcopyDevice,
             _ => return None,
         })
     }
 
-    /// The public virDomainJobType (B.4 table).
+    /// The public virDomainJobType (docs/driver-behaviour.md §8.1).
     pub fn job_type(self) -> i32 {
         match self {
             MigStatus::Completed => job::COMPLETED,
@@ -81,13 +99,14 @@ impl JobStats {
     }
 
     /// Builds the statistics from a `query-migrate` reply.
-    pub fn from_query_migrate(reply: &Value) -> Result<JobStats, String> {
+    pub fn from_query_migrate(reply: &Value) -> Result<JobStats, ReplyError> {
         let status = reply
             .get("status")
             .and_then(Value::as_str)
-            .ok_or_else(|| "info migration reply was missing return status".to_string())?;
-        let st = MigStatus::parse(status)
-            .ok_or_else(|| format!("unexpected migration status in {status}"))?;
+            .ok_or(ReplyError::MissingStatus)?;
+        let st = MigStatus::parse(status).ok_or_else(|| ReplyError::UnknownStatus {
+            status: status.to_string(),
+        })?;
         let u = |path: &[&str]| -> Option<u64> {
             let mut v = reply;
             for p in path {

@@ -62,7 +62,7 @@ pub const QEMU_MIGRATION_FLAGS: u32 = VIR_MIGRATE_LIVE
     | VIR_MIGRATE_ZEROCOPY
     | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
 
-/// Flags libvirt accepts but the shim does not implement (SPEC A.2): refused with
+/// Flags libvirt accepts but the shim does not implement (docs/driver-behaviour.md §14): refused with
 /// VIR_ERR_ARGUMENT_UNSUPPORTED, never ignored.
 pub const OUT_OF_SCOPE_FLAGS: &[(u32, &str)] = &[
     (VIR_MIGRATE_TUNNELLED, "VIR_MIGRATE_TUNNELLED"),

@@ -1,16 +1,20 @@
 //! The QMP protocol, sans-IO.
 //!
-//! [`Framer`] splits a byte stream into lines, [`Message`] parses one line, and [`Session`] runs the
-//! protocol state machine: greeting, `qmp_capabilities` negotiation, then ready. Nothing here reads a
-//! socket or a clock; the IO layer feeds bytes in and writes the bytes that come out.
+//! [`Framer`] splits a byte stream into lines, [`Message`] parses one line, [`Command`] is a command
+//! we send, and [`Session`] runs the protocol state machine: greeting, `qmp_capabilities`
+//! negotiation, then ready. Nothing here reads a socket or a clock; the IO layer feeds bytes in
+//! and writes the bytes that come out.
 //!
-//! Command ids carry the reserved prefix [`ID_PREFIX`]: a reply whose id lacks it, or names no
-//! command in flight, is dropped with a warning and never reaches the driver.
+//! The session owns the command ids and the monitor's one-command-at-a-time rule. Ids carry the
+//! reserved prefix [`ID_PREFIX`]: a reply whose id lacks it, or names no command in flight, is
+//! dropped with a warning and never reaches the driver.
 
+mod command;
 mod framing;
 mod message;
 mod session;
 
+pub use command::Command;
 pub use framing::{Framer, MAX_LINE};
 pub use message::{encode_command, Greeting, Message, QmpError};
 pub use session::{Output, Session, SessionState};

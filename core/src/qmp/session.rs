@@ -1,10 +1,10 @@
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 use std::fmt;
 
 use serde_json::Value;
 
 use super::message::decode_id;
-use super::{encode_command, Greeting, Message, ProtocolError, QmpError};
+use super::{encode_command, Command, Greeting, Message, ProtocolError, QmpError};
 
 /// The id of the `qmp_capabilities` command a session sends by itself.
 const NEGOTIATION_ID: u64 = 0;
@@ -28,9 +28,10 @@ impl fmt::Display for SessionState {
     }
 }
 
-/// What a received line means to the user of a session.
+/// What a received line means to the user of a session. `C` is what the user handed
+/// [`Session::execute`] with each command; it comes back with the reply.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Output {
+pub enum Output<C> {
     /// The greeting arrived; `transmit` is the `qmp_capabilities` line to send.
     Greeting {
         greeting: Greeting,
@@ -38,10 +39,12 @@ pub enum Output {
     },
     /// Negotiation finished: commands may be sent.
     Ready,
+    /// The reply to `command`. `transmit` is the next queued command's line, now due.
     Reply {
-        id: u64,
-        command: String,
+        command: Command,
+        context: C,
         result: Result<Value, QmpError>,
+        transmit: Option<String>,
     },
     Event {
         name: String,
@@ -53,26 +56,43 @@ pub enum Output {
     },
 }
 
-/// The QMP client state machine for one monitor.
+/// A command sent and waiting for its reply.
 #[derive(Debug)]
-pub struct Session {
-    state: SessionState,
-    greeting: Option<Greeting>,
-    in_flight: BTreeMap<u64, String>,
+struct InFlight<C> {
+    id: u64,
+    command: Command,
+    context: C,
 }
 
-impl Default for Session {
+/// The QMP client state machine for one monitor: the greeting, the negotiation, then commands.
+///
+/// The session owns the command ids and holds the monitor for one command at a time, as libvirt
+/// does (`qemuDomainObjEnterMonitor`): a command executed while another awaits its reply waits in
+/// a queue and is transmitted when that reply arrives. `C` is the caller's context for a command
+/// (the driver's purpose), handed back with its reply.
+#[derive(Debug)]
+pub struct Session<C = ()> {
+    state: SessionState,
+    greeting: Option<Greeting>,
+    next_id: u64,
+    in_flight: Option<InFlight<C>>,
+    queued: VecDeque<(Command, C)>,
+}
+
+impl<C> Default for Session<C> {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Session {
+impl<C> Session<C> {
     pub fn new() -> Self {
         Session {
             state: SessionState::AwaitingGreeting,
             greeting: None,
-            in_flight: BTreeMap::new(),
+            next_id: NEGOTIATION_ID + 1,
+            in_flight: None,
+            queued: VecDeque::new(),
         }
     }
 
@@ -84,41 +104,64 @@ impl Session {
         self.greeting.as_ref()
     }
 
-    /// Name of a command still waiting for its reply, if any.
-    pub fn pending(&self) -> Option<&str> {
-        self.in_flight.values().next().map(String::as_str)
+    /// The command awaiting its reply, if any (`qmp_capabilities` while negotiating).
+    pub fn in_flight(&self) -> Option<&Command> {
+        match (&self.in_flight, self.state) {
+            (Some(f), _) => Some(&f.command),
+            (None, SessionState::Negotiating) => Some(&Command::QmpCapabilities),
+            (None, _) => None,
+        }
     }
 
-    /// Encodes a command. Only a ready session sends commands.
-    pub fn command(
+    /// How many commands wait for the monitor.
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Executes a command: returns its line to transmit now, or None when it waits behind the
+    /// command in flight (its line comes with that command's [`Output::Reply`]). Only a ready
+    /// session executes commands.
+    pub fn execute(
         &mut self,
-        name: &str,
-        args: Option<&Value>,
-        id: u64,
-    ) -> Result<String, ProtocolError> {
+        command: Command,
+        context: C,
+    ) -> Result<Option<String>, ProtocolError> {
         if self.state != SessionState::Ready {
             return Err(ProtocolError::WrongState {
-                command: name.to_string(),
+                command: command.name().to_string(),
                 state: self.state,
                 needed: SessionState::Ready,
             });
         }
-        self.in_flight.insert(id, name.to_string());
-        Ok(encode_command(name, args, id))
+        if self.in_flight.is_some() {
+            self.queued.push_back((command, context));
+            return Ok(None);
+        }
+        Ok(Some(self.transmit(command, context)))
+    }
+
+    fn transmit(&mut self, command: Command, context: C) -> String {
+        let id = self.next_id;
+        self.next_id += 1;
+        let line = encode_command(command.name(), command.arguments().as_ref(), id);
+        self.in_flight = Some(InFlight {
+            id,
+            command,
+            context,
+        });
+        line
     }
 
     /// Handles one line received from QEMU.
-    pub fn receive(&mut self, line: &str) -> Result<Output, ProtocolError> {
+    pub fn receive(&mut self, line: &str) -> Result<Output<C>, ProtocolError> {
         let msg = Message::parse(line)?;
         match (self.state, msg) {
             (SessionState::AwaitingGreeting, Message::Greeting(g)) => {
                 self.state = SessionState::Negotiating;
                 self.greeting = Some(g.clone());
-                self.in_flight
-                    .insert(NEGOTIATION_ID, "qmp_capabilities".into());
                 Ok(Output::Greeting {
                     greeting: g,
-                    transmit: encode_command("qmp_capabilities", None, NEGOTIATION_ID),
+                    transmit: encode_command(Command::QmpCapabilities.name(), None, NEGOTIATION_ID),
                 })
             }
             (SessionState::AwaitingGreeting, _) => Err(ProtocolError::MissingGreeting {
@@ -127,7 +170,6 @@ impl Session {
             (SessionState::Negotiating, Message::Return { id, .. })
                 if id.as_ref().and_then(decode_id) == Some(NEGOTIATION_ID) =>
             {
-                self.in_flight.remove(&NEGOTIATION_ID);
                 self.state = SessionState::Ready;
                 Ok(Output::Ready)
             }
@@ -143,7 +185,7 @@ impl Session {
         }
     }
 
-    fn reply(&mut self, id: Option<Value>, result: Result<Value, QmpError>) -> Output {
+    fn reply(&mut self, id: Option<Value>, result: Result<Value, QmpError>) -> Output<C> {
         let Some(raw) = id else {
             let what = match &result {
                 Err(e) => format!("error reply without id: {}: {}", e.class, e.desc),
@@ -151,29 +193,38 @@ impl Session {
             };
             return Output::Dropped { reason: what };
         };
-        match decode_id(&raw).and_then(|n| self.in_flight.remove(&n).map(|c| (n, c))) {
-            Some((id, command)) => Output::Reply {
-                id,
-                command,
-                result,
-            },
+        let ours = decode_id(&raw);
+        match self.in_flight.take_if(|f| Some(f.id) == ours) {
+            Some(done) => {
+                let transmit = self
+                    .queued
+                    .pop_front()
+                    .map(|(command, context)| self.transmit(command, context));
+                Output::Reply {
+                    command: done.command,
+                    context: done.context,
+                    result,
+                    transmit,
+                }
+            }
             None => Output::Dropped {
                 reason: format!("reply to unknown id {raw}"),
             },
         }
     }
 
-    /// The monitor closed. Returns the error to report, if the close cut anything short.
+    /// The monitor closed. Returns the error to report, if the close cut anything short. Queued
+    /// commands are dropped with the monitor.
     pub fn eof(&mut self) -> Option<ProtocolError> {
-        let before = self.state;
+        let cut = match self.state {
+            SessionState::AwaitingGreeting => Some("waiting for the greeting".to_string()),
+            _ => self
+                .in_flight()
+                .map(|c| format!("waiting for the reply to '{}'", c.name())),
+        };
         self.state = SessionState::Closed;
-        match before {
-            SessionState::AwaitingGreeting => Some(ProtocolError::Eof {
-                what: "waiting for the greeting".into(),
-            }),
-            _ => self.in_flight.values().next().map(|c| ProtocolError::Eof {
-                what: format!("waiting for the reply to '{c}'"),
-            }),
-        }
+        self.in_flight = None;
+        self.queued.clear();
+        cut.map(|what| ProtocolError::Eof { what })
     }
 }

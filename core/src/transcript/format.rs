@@ -2,7 +2,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use crate::driver::{ApiCall, MigrateRequest, Side};
+use crate::driver::{ApiCall, MigrateRequest, Side, SwitchPolicy};
 
 pub const FORMAT_VERSION: u32 = 1;
 pub const MAGIC: &str = "libvirt-postcopy-qmp-transcript";
@@ -45,6 +45,9 @@ pub struct Header {
     pub connect_uri: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Our switch policy (`lpc.switch_policy`), when the request had one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub switch_policy: Option<SwitchPolicy>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -119,7 +122,11 @@ pub enum Record {
         bandwidth: Option<u64>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         postcopy_bandwidth: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        switch_policy: Option<SwitchPolicy>,
     },
+    /// The io layer's period passed (a switch policy's tick, `Input::Tick`).
+    Tick { t: u64 },
     /// Something the test harness did to the world (a cut link, a killed QEMU), for readers.
     Note { t: u64, text: String },
 }
@@ -137,6 +144,7 @@ impl Record {
             connect_uri: req.connect_uri.clone(),
             bandwidth: req.bandwidth_mib,
             postcopy_bandwidth: req.postcopy_bandwidth_mib,
+            switch_policy: req.switch_policy,
         }
     }
 }
@@ -236,6 +244,7 @@ impl Transcript {
             bandwidth_mib: self.header.bandwidth,
             postcopy_bandwidth_mib: self.header.postcopy_bandwidth,
             connect_uri: self.header.connect_uri.clone(),
+            switch_policy: self.header.switch_policy,
         }
     }
 

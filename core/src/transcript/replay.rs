@@ -1,32 +1,14 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::fmt;
 
 use serde_json::Value;
-use thiserror::Error;
 
 use super::format::{Record, Transcript};
 use crate::driver::vocab::flag_names;
-use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
-use crate::engine::{self, api_result_text, EngineError, Incoming, Report, Transport};
-
-/// The first point where the shim and a recording disagree.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
-pub struct Divergence {
-    pub file: String,
-    pub line: usize,
-    pub expected: String,
-    pub got: String,
-}
-
-impl fmt::Display for Divergence {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "replay diverged at {}:{}\n  expected (recorded): {}\n  got (shim):          {}",
-            self.file, self.line, self.expected, self.got
-        )
-    }
-}
+use crate::driver::{
+    ApiCall, ApiValue, DomainEvent, MigrateRequest, Milestone, Side, SwitchedBy, VirError,
+};
+use crate::engine::{self, api_result_text, Divergence, EngineError, Incoming, Report, Transport};
+use crate::qmp::Command;
 
 /// A command line without its id, for comparison and display: `src -> migrate {"uri":...}`.
 fn command_text(side: Side, msg: &Value) -> String {
@@ -56,6 +38,9 @@ pub struct ReplayTransport {
     ids: BTreeMap<(Side, String), Value>,
     returns: VecDeque<(String, String)>,
     poll_pending: bool,
+    /// The input being handled is a tick: a `query-migrate` sent now is the policy's sample,
+    /// left out of the trace with its reply (the switch it led to is traced).
+    tick_pending: bool,
     poll_ids: BTreeSet<String>,
     /// The readable trace: one line per message, ids and timestamps left out.
     pub trace: Vec<String>,
@@ -72,6 +57,7 @@ impl ReplayTransport {
             ids: BTreeMap::new(),
             returns: VecDeque::new(),
             poll_pending: false,
+            tick_pending: false,
             poll_ids: BTreeSet::new(),
             trace: Vec::new(),
             last_line: 1,
@@ -146,148 +132,200 @@ impl ReplayTransport {
     }
 }
 
-impl Transport for ReplayTransport {
-    fn next(&mut self) -> Result<Incoming, EngineError> {
-        loop {
-            let Some((line, rec)) = self.t.records.get(self.pos).cloned() else {
+impl ReplayTransport {
+    /// A switch policy's sample: counted on one trace line until something else is traced.
+    fn count_policy_sample(&mut self) {
+        const LINE: &str = "switch policy sampled query-migrate x";
+        if let Some(n) = self
+            .trace
+            .last()
+            .and_then(|l| l.strip_prefix(LINE))
+            .and_then(|n| n.parse::<u64>().ok())
+        {
+            if let Some(last) = self.trace.last_mut() {
+                *last = format!("{LINE}{}", n + 1);
+            }
+        } else {
+            self.trace.push(format!("{LINE}1"));
+        }
+    }
+}
+
+/// What one record means for the engine: input for it, or nothing (checked or noted).
+type Step = Result<Option<Incoming>, EngineError>;
+
+impl ReplayTransport {
+    /// The recording ended: whatever the shim still sent or returned has no counterpart.
+    fn at_end(&mut self) -> Result<Incoming, EngineError> {
+        if let Some((side, msg)) = self.sent.pop_front() {
+            return Err(self.diverge(
+                self.last_line + 1,
+                "end of the recording".into(),
+                command_text(side, &msg),
+            ));
+        }
+        if let Some((call, result)) = self.returns.pop_front() {
+            return Err(self.diverge(
+                self.last_line + 1,
+                "end of the recording".into(),
+                format!("api {call} -> {result}"),
+            ));
+        }
+        Ok(Incoming::End)
+    }
+
+    fn replay_record(&mut self, line: usize, rec: Record) -> Step {
+        match rec {
+            Record::Send { mon, msg, .. } => self.check_sent(line, Side::from(mon), &msg),
+            Record::Recv { mon, msg, .. } => self.received(line, Side::from(mon), msg),
+            Record::Closed { mon, reason, .. } => {
+                let side = Side::from(mon);
+                self.trace.push(format!("{} closed: {reason}", side.tag()));
+                Ok(Some(Incoming::Closed { side, reason }))
+            }
+            Record::Api { api, .. } => {
+                let Some(call) = api.to_call() else {
+                    return Err(self.diverge(line, "a known API call".into(), api.call.clone()));
+                };
+                if call == ApiCall::GetJobStats {
+                    self.poll_pending = true;
+                } else {
+                    self.trace
+                        .push(format!("api {} flags=0x{:x}", api.call, api.flags));
+                }
+                Ok(Some(Incoming::Api(call)))
+            }
+            Record::Tick { .. } => {
+                self.tick_pending = true;
+                Ok(Some(Incoming::Tick))
+            }
+            Record::Note { text, .. } => {
+                self.trace.push(format!("# {text}"));
+                // The live transport's deadline is recorded as a note; it is input to the driver.
+                Ok(super::deadline_from_note(&text).map(|limit| Incoming::Deadline { limit }))
+            }
+            Record::Migrate {
+                flags,
+                uri,
+                connect_uri,
+                bandwidth,
+                postcopy_bandwidth,
+                switch_policy,
+                ..
+            } => {
                 if let Some((side, msg)) = self.sent.pop_front() {
                     return Err(self.diverge(
-                        self.last_line + 1,
-                        "end of the recording".into(),
+                        line,
+                        "the end of this migrate call".into(),
                         command_text(side, &msg),
                     ));
                 }
-                if let Some((call, result)) = self.returns.pop_front() {
-                    return Err(self.diverge(
-                        self.last_line + 1,
-                        "end of the recording".into(),
-                        format!("api {call} -> {result}"),
-                    ));
+                self.next_request = Some(MigrateRequest {
+                    flags,
+                    uri,
+                    bandwidth_mib: bandwidth,
+                    postcopy_bandwidth_mib: postcopy_bandwidth,
+                    connect_uri,
+                    switch_policy,
+                });
+                self.trace.push(format!(
+                    "=== migrate again: {}",
+                    flag_names(flags).join(" | ")
+                ));
+                Ok(Some(Incoming::End))
+            }
+            Record::ApiReturn { call, result, .. } => {
+                let expected = format!("api {call} -> {result}");
+                let Some((gc, gr)) = self.returns.pop_front() else {
+                    return Err(self.diverge(line, expected, "no API return yet".into()));
+                };
+                let got = format!("api {gc} -> {gr}");
+                if got != expected {
+                    return Err(self.diverge(line, expected, got));
                 }
-                return Ok(Incoming::End);
+                Ok(None)
+            }
+        }
+    }
+
+    /// A recorded command: the shim must have sent the same one (its id aside).
+    fn check_sent(&mut self, line: usize, side: Side, msg: &Value) -> Step {
+        let expected = command_text(side, msg);
+        let Some((gs, got)) = self.sent.pop_front() else {
+            return Err(self.diverge(
+                line,
+                expected,
+                "nothing: the shim sent no command here".into(),
+            ));
+        };
+        if gs != side || strip_id(&got) != strip_id(msg) {
+            return Err(self.diverge(line, expected, command_text(gs, &got)));
+        }
+        if let (Some(rid), Some(gid)) = (msg.get("id"), got.get("id")) {
+            self.ids.insert((side, rid.to_string()), gid.clone());
+        }
+        Ok(None)
+    }
+
+    /// A recorded message from QEMU: handed to the engine with the shim's id in place of the
+    /// recorded one, once the shim has nothing left to send or return before it.
+    fn received(&mut self, line: usize, side: Side, mut msg: Value) -> Step {
+        if let Some((gs, got)) = self.sent.pop_front() {
+            return Err(self.diverge(
+                line,
+                format!("no command here (next recorded: {} <- message)", side.tag()),
+                command_text(gs, &got),
+            ));
+        }
+        if let Some((call, result)) = self.returns.pop_front() {
+            return Err(self.diverge(
+                line,
+                "no API return here".into(),
+                format!("api {call} -> {result}"),
+            ));
+        }
+        if let Some(rid) = msg.get("id").cloned() {
+            if let Some(ours) = self.ids.get(&(side, rid.to_string())) {
+                msg["id"] = ours.clone();
+            }
+        }
+        if let Some(t) = self.describe_recv(side, &msg) {
+            self.trace.push(t);
+        }
+        Ok(Some(Incoming::Line {
+            side,
+            line: msg.to_string(),
+        }))
+    }
+}
+
+impl Transport for ReplayTransport {
+    fn next(&mut self) -> Result<Incoming, EngineError> {
+        self.tick_pending = false;
+        loop {
+            let Some((line, rec)) = self.t.records.get(self.pos).cloned() else {
+                return self.at_end();
             };
             self.pos += 1;
             self.last_line = line;
-            match rec {
-                Record::Send { mon, msg, .. } => {
-                    let side = Side::from(mon);
-                    let expected = command_text(side, &msg);
-                    let Some((gs, got)) = self.sent.pop_front() else {
-                        return Err(self.diverge(
-                            line,
-                            expected,
-                            "nothing: the shim sent no command here".into(),
-                        ));
-                    };
-                    if gs != side || strip_id(&got) != strip_id(&msg) {
-                        return Err(self.diverge(line, expected, command_text(gs, &got)));
-                    }
-                    if let (Some(rid), Some(gid)) = (msg.get("id"), got.get("id")) {
-                        self.ids.insert((side, rid.to_string()), gid.clone());
-                    }
-                }
-                Record::Recv { mon, msg, .. } => {
-                    let side = Side::from(mon);
-                    if let Some((gs, got)) = self.sent.pop_front() {
-                        return Err(self.diverge(
-                            line,
-                            format!("no command here (next recorded: {} <- message)", side.tag()),
-                            command_text(gs, &got),
-                        ));
-                    }
-                    if let Some((call, result)) = self.returns.pop_front() {
-                        return Err(self.diverge(
-                            line,
-                            "no API return here".into(),
-                            format!("api {call} -> {result}"),
-                        ));
-                    }
-                    let mut msg = msg;
-                    if let Some(rid) = msg.get("id").cloned() {
-                        if let Some(ours) = self.ids.get(&(side, rid.to_string())) {
-                            msg["id"] = ours.clone();
-                        }
-                    }
-                    if let Some(t) = self.describe_recv(side, &msg) {
-                        self.trace.push(t);
-                    }
-                    return Ok(Incoming::Line {
-                        side,
-                        line: msg.to_string(),
-                    });
-                }
-                Record::Closed { mon, reason, .. } => {
-                    let side = Side::from(mon);
-                    self.trace.push(format!("{} closed: {reason}", side.tag()));
-                    return Ok(Incoming::Closed { side, reason });
-                }
-                Record::Api { api, .. } => {
-                    let Some(call) = api.to_call() else {
-                        return Err(self.diverge(
-                            line,
-                            "a known API call".into(),
-                            api.call.clone(),
-                        ));
-                    };
-                    if call == ApiCall::GetJobStats {
-                        self.poll_pending = true;
-                    } else {
-                        self.trace
-                            .push(format!("api {} flags=0x{:x}", api.call, api.flags));
-                    }
-                    return Ok(Incoming::Api(call));
-                }
-                Record::Note { text, .. } => self.trace.push(format!("# {text}")),
-                Record::Migrate {
-                    flags,
-                    uri,
-                    connect_uri,
-                    bandwidth,
-                    postcopy_bandwidth,
-                    ..
-                } => {
-                    if let Some((side, msg)) = self.sent.pop_front() {
-                        return Err(self.diverge(
-                            line,
-                            "the end of this migrate call".into(),
-                            command_text(side, &msg),
-                        ));
-                    }
-                    self.next_request = Some(MigrateRequest {
-                        flags,
-                        uri,
-                        bandwidth_mib: bandwidth,
-                        postcopy_bandwidth_mib: postcopy_bandwidth,
-                        connect_uri,
-                    });
-                    self.trace.push(format!(
-                        "=== migrate again: {}",
-                        flag_names(flags).join(" | ")
-                    ));
-                    return Ok(Incoming::End);
-                }
-                Record::ApiReturn { call, result, .. } => {
-                    let expected = format!("api {call} -> {result}");
-                    let Some((gc, gr)) = self.returns.pop_front() else {
-                        return Err(self.diverge(line, expected, "no API return yet".into()));
-                    };
-                    let got = format!("api {gc} -> {gr}");
-                    if got != expected {
-                        return Err(self.diverge(line, expected, got));
-                    }
-                }
+            if let Some(incoming) = self.replay_record(line, rec)? {
+                return Ok(incoming);
             }
         }
     }
 
     fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError> {
         let msg: Value = serde_json::from_str(line)
-            .map_err(|e| EngineError::Io(format!("shim sent invalid JSON: {e}")))?;
-        let is_poll = self.poll_pending
-            && side == Side::Src
-            && msg.get("execute").and_then(Value::as_str) == Some("query-migrate");
+            .map_err(|e| EngineError::transport("shim sent invalid JSON", e))?;
+        let query = side == Side::Src
+            && msg.get("execute").and_then(Value::as_str) == Some(Command::QueryMigrate.name());
+        let is_poll = query && (self.poll_pending || self.tick_pending);
         if is_poll {
-            self.poll_pending = false;
+            if self.tick_pending {
+                self.count_policy_sample();
+            } else {
+                self.poll_pending = false;
+            }
             if let Some(id) = msg.get("id").and_then(Value::as_str) {
                 self.poll_ids.insert(format!("{}{id}", side.tag()));
             }
@@ -326,6 +364,21 @@ impl Transport for ReplayTransport {
 
     fn warn(&mut self, message: &str) {
         self.trace.push(format!("warning: {message}"));
+    }
+
+    fn milestone(&mut self, milestone: &Milestone) {
+        if let Milestone::SwitchRequested(SwitchedBy::Policy {
+            policy,
+            pass,
+            reason,
+        }) = milestone
+        {
+            self.trace.push(format!(
+                "switch policy {} switches (pass {pass}): {}",
+                policy.name(),
+                reason.describe()
+            ));
+        }
     }
 
     fn finished(&mut self) -> bool {

@@ -1,8 +1,8 @@
-//! The per-thread last error, in libvirt's virError form, and the panic boundary of every entry
-//! point.
+//! The per-thread last error, in libvirt's virError form (`lpc_get_last_error` and its
+//! siblings), and the panic boundary of every entry point.
 
 use std::cell::RefCell;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use virt_sys::{virError, virErrorPtr};
@@ -80,4 +80,28 @@ pub(super) fn guard<T>(function: &str, on_error: T, f: impl FnOnce() -> Result<T
             on_error
         }
     }
+}
+
+/// The calling thread's last error (see the header).
+#[no_mangle]
+pub extern "C" fn lpc_get_last_error() -> virErrorPtr {
+    last()
+}
+
+/// The code of the calling thread's last error, VIR_ERR_OK if none.
+#[no_mangle]
+pub extern "C" fn lpc_get_last_error_code() -> c_int {
+    last_code()
+}
+
+/// The message of the calling thread's last error, "no error" if none.
+#[no_mangle]
+pub extern "C" fn lpc_get_last_error_message() -> *const c_char {
+    last_message()
+}
+
+/// Clears the calling thread's last error.
+#[no_mangle]
+pub extern "C" fn lpc_reset_last_error() {
+    reset()
 }

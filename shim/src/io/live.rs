@@ -2,11 +2,11 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::driver::{ApiCall, ApiValue, DomainEvent, Side, VirError};
+use crate::driver::{ApiCall, ApiValue, DomainEvent, Milestone, Side, VirError};
 use crate::engine::{EngineError, Incoming, Transport};
 use crate::qmp::Framer;
 
@@ -82,6 +82,9 @@ enum LoopMsg {
     Eof(Side, String),
     Api(ApiCall, Sender<Result<ApiValue, VirError>>),
     Note(String),
+    Tick,
+    /// Made by the transport itself: the deadline passed.
+    Deadline(Duration),
 }
 
 /// A handle another thread uses to call the API while `migrate` blocks.
@@ -113,7 +116,8 @@ impl Controller {
 /// Timings the live transport measured (the driver has no clock).
 #[derive(Debug, Clone, Default)]
 pub struct TransportStats {
-    /// MIGRATION_PASS with pass >= 2 taken by the loop -> `migrate-start-postcopy` written.
+    /// The driver's milestones: the source's MIGRATION_PASS >= 2 processed -> `migrate-start-postcopy`
+    /// requested (and written, when the source monitor was free).
     pub switch_latency: Option<Duration>,
     pub started: Option<Instant>,
     pub postcopy_at: Option<Duration>,
@@ -133,6 +137,9 @@ pub struct LiveTransport {
     on_event: Option<EventSink>,
     on_stop: Option<StopHook>,
     pass2_at: Option<Instant>,
+    /// When the driver is told the deadline passed, and how long the deadline was.
+    deadline: Option<(Instant, Duration)>,
+    deadline_expiries: u32,
     pub stats: TransportStats,
     pub warnings: Vec<String>,
 }
@@ -201,6 +208,8 @@ impl LiveTransport {
             on_event: None,
             on_stop: None,
             pass2_at: None,
+            deadline: None,
+            deadline_expiries: 0,
             stats: TransportStats {
                 started: Some(Instant::now()),
                 ..Default::default()
@@ -223,6 +232,56 @@ impl LiveTransport {
         self.on_stop = Some(Box::new(f));
     }
 
+    /// Feeds the loop an [`Incoming::Tick`] every `period` (a switch policy's samples,
+    /// docs/driver-behaviour.md §7.1). The ticking thread ends with the loop.
+    pub fn tick_every(&mut self, period: Duration) {
+        let tx = self.tx.clone();
+        thread::spawn(move || loop {
+            thread::sleep(period);
+            if tx.send(LoopMsg::Tick).is_err() {
+                return;
+            }
+        });
+    }
+
+    /// The call's overall deadline, from now: when it passes the driver is told (and once more
+    /// after a grace period for its cleanup: `limit` clamped to 5-30 s); a driver that still has
+    /// not ended after that ends the run with a transport error.
+    pub fn set_deadline(&mut self, limit: Duration) {
+        self.deadline = Some((Instant::now() + limit, limit));
+        self.deadline_expiries = 0;
+    }
+
+    fn receive(&mut self) -> Result<LoopMsg, EngineError> {
+        let Some((at, limit)) = self.deadline else {
+            return self
+                .rx
+                .recv()
+                .map_err(|e| EngineError::transport("all monitor readers stopped", e));
+        };
+        match self
+            .rx
+            .recv_timeout(at.saturating_duration_since(Instant::now()))
+        {
+            Ok(msg) => Ok(msg),
+            Err(RecvTimeoutError::Disconnected) => {
+                Err(EngineError::transport_ended("all monitor readers stopped"))
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                self.deadline_expiries += 1;
+                if self.deadline_expiries > 2 {
+                    return Err(EngineError::transport_ended(format!(
+                        "the migration did not end after its deadline of {} s and the grace period",
+                        limit.as_secs_f64()
+                    )));
+                }
+                let grace = limit.clamp(Duration::from_secs(5), Duration::from_secs(30));
+                self.deadline = Some((Instant::now() + grace, limit));
+                Ok(LoopMsg::Deadline(limit))
+            }
+        }
+    }
+
     fn elapsed(&self) -> Duration {
         self.stats.started.map(|s| s.elapsed()).unwrap_or_default()
     }
@@ -238,30 +297,13 @@ impl Drop for LiveTransport {
 
 impl Transport for LiveTransport {
     fn next(&mut self) -> Result<Incoming, EngineError> {
-        let msg = self
-            .rx
-            .recv()
-            .map_err(|_| EngineError::Io("all monitor readers stopped".into()))?;
+        let msg = self.receive()?;
         Ok(match msg {
-            LoopMsg::Line(side, line) => {
-                if side == Side::Src
-                    && self.pass2_at.is_none()
-                    && line.contains("\"MIGRATION_PASS\"")
-                {
-                    let pass = serde_json::from_str::<serde_json::Value>(&line)
-                        .ok()
-                        .and_then(|v| v.get("data")?.get("pass")?.as_u64());
-                    if pass.is_some_and(|p| p >= 2) {
-                        self.pass2_at = Some(Instant::now());
-                    }
-                }
-                if line.contains("\"postcopy-active\"") && self.stats.postcopy_at.is_none() {
-                    self.stats.postcopy_at = Some(self.elapsed());
-                }
-                Incoming::Line { side, line }
-            }
+            LoopMsg::Deadline(limit) => Incoming::Deadline { limit },
+            LoopMsg::Line(side, line) => Incoming::Line { side, line },
             LoopMsg::Eof(side, reason) => Incoming::Closed { side, reason },
             LoopMsg::Note(text) => Incoming::Note(text),
+            LoopMsg::Tick => Incoming::Tick,
             LoopMsg::Api(call, reply) => {
                 self.waiting.push((call.clone(), reply));
                 Incoming::Api(call)
@@ -276,13 +318,28 @@ impl Transport for LiveTransport {
         }];
         w.write_all(line.as_bytes())
             .and_then(|_| w.flush())
-            .map_err(|e| EngineError::Io(format!("{} monitor write failed: {e}", side.tag())))?;
-        if line.contains("\"migrate-start-postcopy\"") {
-            if let (Some(at), None) = (self.pass2_at, self.stats.switch_latency) {
-                self.stats.switch_latency = Some(at.elapsed());
+            .map_err(|e| {
+                EngineError::transport(format!("{} monitor write failed", side.tag()), e)
+            })?;
+        Ok(())
+    }
+
+    fn milestone(&mut self, milestone: &Milestone) {
+        match milestone {
+            Milestone::Pass2Seen { .. } => {
+                self.pass2_at.get_or_insert_with(Instant::now);
+            }
+            Milestone::SwitchRequested(_) => {
+                if let (Some(at), None) = (self.pass2_at, self.stats.switch_latency) {
+                    self.stats.switch_latency = Some(at.elapsed());
+                }
+            }
+            Milestone::PostcopyActive { .. } => {
+                if self.stats.postcopy_at.is_none() {
+                    self.stats.postcopy_at = Some(self.elapsed());
+                }
             }
         }
-        Ok(())
     }
 
     fn api_return(

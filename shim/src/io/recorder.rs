@@ -4,7 +4,7 @@ use std::time::Instant;
 
 use serde_json::Value;
 
-use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
+use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Milestone, Side, VirError};
 use crate::engine::{api_result_text, EngineError, Incoming, Transport};
 use crate::transcript::{ApiRecord, Header, Record, Transcript};
 
@@ -41,17 +41,8 @@ impl<T: Transport> Recorder<T> {
         Ok(r)
     }
 
-    /// When the recording started (a continuation keeps the clock of the first call).
-    pub fn started(&self) -> Instant {
-        self.start
-    }
-
     pub fn inner(&self) -> &T {
         &self.inner
-    }
-
-    pub fn inner_mut(&mut self) -> &mut T {
-        &mut self.inner
     }
 
     fn t(&self) -> u64 {
@@ -59,10 +50,11 @@ impl<T: Transport> Recorder<T> {
     }
 
     fn write(&mut self, rec: &Record) -> Result<(), EngineError> {
-        let line = serde_json::to_string(rec).map_err(|e| EngineError::Io(e.to_string()))?;
+        let line = serde_json::to_string(rec)
+            .map_err(|e| EngineError::transport("cannot encode a transcript record", e))?;
         writeln!(self.out, "{line}")
             .and_then(|_| self.out.flush())
-            .map_err(|e| EngineError::Io(format!("cannot write the transcript: {e}")))
+            .map_err(|e| EngineError::transport("cannot write the transcript", e))
     }
 
     /// Records an API call made outside a migration (before it, after it), with its result.
@@ -120,6 +112,11 @@ impl<T: Transport> Transport for Recorder<T> {
                 t,
                 text: text.clone(),
             })?,
+            Incoming::Tick => self.write(&Record::Tick { t })?,
+            Incoming::Deadline { limit } => self.write(&Record::Note {
+                t,
+                text: postcopy_core::transcript::deadline_note(*limit),
+            })?,
             Incoming::End => {}
         }
         Ok(inc)
@@ -127,7 +124,8 @@ impl<T: Transport> Transport for Recorder<T> {
 
     fn send(&mut self, side: Side, line: &str) -> Result<(), EngineError> {
         self.inner.send(side, line)?;
-        let msg: Value = serde_json::from_str(line).map_err(|e| EngineError::Io(e.to_string()))?;
+        let msg: Value = serde_json::from_str(line)
+            .map_err(|e| EngineError::transport("shim sent invalid JSON", e))?;
         let t = self.t();
         self.write(&Record::Send {
             t,
@@ -156,6 +154,10 @@ impl<T: Transport> Transport for Recorder<T> {
 
     fn domain_event(&mut self, side: Side, event: &DomainEvent) {
         self.inner.domain_event(side, event)
+    }
+
+    fn milestone(&mut self, milestone: &Milestone) {
+        self.inner.milestone(milestone)
     }
 
     fn warn(&mut self, message: &str) {

@@ -1,10 +1,10 @@
-//! One live migration between two monitors, recorded if asked: what `postcopy migrate`, the live
-//! tests and the benchmark run.
+//! One live migration between two monitors, recorded if asked: the transport side of
+//! [`crate::api::migrate_with`], which every caller (the C ABI, `postcopy migrate`, the scenarios,
+//! the benchmark) goes through.
 
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{Controller, LiveTransport, Monitor, Recorder, TransportStats};
@@ -12,8 +12,13 @@ use crate::driver::vocab::flag_names;
 use crate::driver::JobMemory;
 use crate::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side, VirError};
 use crate::engine::{self, EngineError, Report, Transport};
-use crate::transcript::format::{QemuVersions, MAGIC};
+use crate::transcript::format::QemuVersions;
+use crate::transcript::format::MAGIC;
 use crate::transcript::{Header, FORMAT_VERSION};
+
+/// How often a switch policy samples `query-migrate` (docs/driver-behaviour.md §7.1): QEMU
+/// refreshes its rate about every 100 ms.
+pub const POLICY_TICK: Duration = Duration::from_millis(100);
 
 /// Where the transcript goes and what it says about itself.
 #[derive(Debug, Clone)]
@@ -35,29 +40,33 @@ pub type EventHook = Box<dyn FnMut(Side, &DomainEvent) + Send>;
 pub type StopHook = Box<dyn FnMut(Side) + Send>;
 
 /// Hooks of a live run, all optional.
-#[derive(Default)]
-pub struct Hooks {
+pub(crate) struct Hooks {
     /// Called on the loop thread for every domain event. Must not block on the controller.
-    pub on_event: Option<EventHook>,
+    pub(crate) on_event: Option<EventHook>,
     /// Called when libvirt would stop a QEMU.
-    pub on_stop: Option<StopHook>,
+    pub(crate) on_stop: Option<StopHook>,
     /// Receives the controller as soon as the loop exists (for API calls from other threads).
-    pub controller: Option<Sender<Controller>>,
+    pub(crate) controller: Option<Sender<Controller>>,
+    /// The call's overall deadline (docs/driver-behaviour.md §10.4).
+    pub(crate) deadline: Duration,
 }
 
 impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Hooks")
+        f.debug_struct("Hooks")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
 /// What a live run produced.
 #[derive(Debug)]
-pub struct LiveRun {
-    pub report: Report,
-    pub stats: TransportStats,
-    pub warnings: Vec<String>,
-    recorder: Option<Arc<Mutex<Option<Recorder<Idle>>>>>,
+pub(crate) struct LiveRun {
+    pub(crate) report: Report,
+    pub(crate) stats: TransportStats,
+    pub(crate) warnings: Vec<String>,
+    /// The recording, kept for the API calls made after the migration.
+    pub(crate) recorder: Option<Recorder<Idle>>,
 }
 
 /// After the run, API calls meet no job; they are recorded into the same transcript.
@@ -69,7 +78,7 @@ impl Transport for Idle {
         Ok(engine::Incoming::End)
     }
     fn send(&mut self, _side: Side, _line: &str) -> Result<(), EngineError> {
-        Err(EngineError::Io("no migration runs".into()))
+        Err(EngineError::transport_ended("no migration runs"))
     }
     fn api_return(
         &mut self,
@@ -80,35 +89,20 @@ impl Transport for Idle {
     }
 }
 
-impl LiveRun {
-    /// An API call on the source after the migration ended (the job is gone).
-    pub fn call_after(&self, call: ApiCall) -> Result<ApiValue, VirError> {
-        let src_active = self.report.src_state.state != crate::driver::vocab::state::SHUTOFF;
-        let result = engine::idle_api(&call, src_active);
-        if let Some(rec) = &self.recorder {
-            if let Ok(mut g) = rec.lock() {
-                if let Some(r) = g.as_mut() {
-                    let _ = r.record_idle_api(&call, &result);
-                }
-            }
-        }
-        result
-    }
-}
-
-pub fn header(req: &MigrateRequest, spec: &RecordSpec) -> Header {
+/// The header of a transcript of `req` (what the recorder and the libvirt-log importer write).
+pub fn header(
+    req: &MigrateRequest,
+    scenario: &str,
+    recorder: &str,
+    qemu: QemuVersions,
+    description: Option<String>,
+) -> Header {
     Header {
         format: MAGIC.into(),
         version: FORMAT_VERSION,
-        scenario: spec.scenario.clone(),
-        recorder: format!(
-            "postcopy {} (libvirt-postcopy recorder)",
-            env!("CARGO_PKG_VERSION")
-        ),
-        qemu: QemuVersions {
-            src: spec.qemu_src.clone(),
-            dst: spec.qemu_dst.clone(),
-        },
+        scenario: scenario.to_string(),
+        recorder: recorder.to_string(),
+        qemu,
         flags: req.flags,
         flag_names: flag_names(req.flags)
             .into_iter()
@@ -118,24 +112,32 @@ pub fn header(req: &MigrateRequest, spec: &RecordSpec) -> Header {
         bandwidth: req.bandwidth_mib,
         postcopy_bandwidth: req.postcopy_bandwidth_mib,
         connect_uri: req.connect_uri.clone(),
-        description: spec.description.clone(),
+        description,
+        switch_policy: req.switch_policy,
     }
 }
 
-/// Connects to both monitors and runs the migration.
-pub fn migrate(
-    src_qmp: &str,
-    dst_qmp: &str,
-    req: MigrateRequest,
-    record: Option<&RecordSpec>,
-    hooks: Hooks,
-) -> Result<LiveRun, EngineError> {
-    migrate_continuing(src_qmp, dst_qmp, req, None, record, hooks)
+fn recorded_header(req: &MigrateRequest, spec: &RecordSpec) -> Header {
+    let recorder = format!(
+        "postcopy {} (libvirt-postcopy recorder)",
+        env!("CARGO_PKG_VERSION")
+    );
+    let qemu = QemuVersions {
+        src: spec.qemu_src.clone(),
+        dst: spec.qemu_dst.clone(),
+    };
+    header(
+        req,
+        &spec.scenario,
+        &recorder,
+        qemu,
+        spec.description.clone(),
+    )
 }
 
-/// [`migrate`] for a later call of the same migration (a recovery): `memory` is what the failed
-/// call's job kept ([`Report::memory`]).
-pub fn migrate_continuing(
+/// Connects to both monitors and runs the migration. `memory` is what a failed call's job kept
+/// ([`Report::memory`]) for a later call of the same migration (a recovery).
+pub(crate) fn migrate(
     src_qmp: &str,
     dst_qmp: &str,
     req: MigrateRequest,
@@ -144,11 +146,17 @@ pub fn migrate_continuing(
     hooks: Hooks,
 ) -> Result<LiveRun, EngineError> {
     let connect = |a: &str| {
-        Monitor::connect(a, Duration::from_secs(20)).map_err(|e| EngineError::Io(e.to_string()))
+        Monitor::connect(a, Duration::from_secs(20)).map_err(|e| {
+            EngineError::transport(format!("cannot connect to the QMP monitor {a}"), e)
+        })
     };
     let src = connect(src_qmp)?;
     let dst = connect(dst_qmp)?;
     let mut live = LiveTransport::new(src, dst);
+    if req.switch_policy.is_some() {
+        live.tick_every(POLICY_TICK);
+    }
+    live.set_deadline(hooks.deadline);
     if let Some(f) = hooks.on_event {
         live.on_event(f);
     }
@@ -170,7 +178,7 @@ pub fn migrate_continuing(
         }
         Some(spec) => {
             let cannot = |e: std::io::Error| {
-                EngineError::Io(format!("cannot write {}: {e}", spec.path.display()))
+                EngineError::transport(format!("cannot write {}", spec.path.display()), e)
             };
             let epoch = spec.epoch.unwrap_or_else(std::time::Instant::now);
             let mut rec = if spec.append {
@@ -181,7 +189,7 @@ pub fn migrate_continuing(
                 Recorder::append(live, file, &req, epoch).map_err(cannot)?
             } else {
                 let file = File::create(&spec.path).map_err(cannot)?;
-                Recorder::new(live, file, &header(&req, spec), epoch).map_err(cannot)?
+                Recorder::new(live, file, &recorded_header(&req, spec), epoch).map_err(cannot)?
             };
             let report = engine::run_with(req, memory, &mut rec)?;
             let stats = rec.inner().stats.clone();
@@ -191,37 +199,8 @@ pub fn migrate_continuing(
                 report,
                 stats,
                 warnings,
-                recorder: Some(Arc::new(Mutex::new(Some(idle)))),
+                recorder: Some(idle),
             })
         }
-    }
-}
-
-/// Makes a migrate call with `req`; while it fails in post-copy (the call's second value) and
-/// `policy` allows, sleeps the policy's delay and calls again with VIR_MIGRATE_POSTCOPY_RESUME.
-/// Returns every call's result, in order. Without a policy, one call.
-pub fn with_recovery<T>(
-    mut req: MigrateRequest,
-    policy: Option<&crate::driver::RecoveryPolicy>,
-    mut call: impl FnMut(&MigrateRequest) -> (T, bool),
-) -> Vec<T> {
-    let mut out = Vec::new();
-    let mut failed_at: Option<std::time::Instant> = None;
-    let mut attempt = 0;
-    loop {
-        let (r, failed_in_postcopy) = call(&req);
-        out.push(r);
-        let Some(policy) = policy.filter(|_| failed_in_postcopy) else {
-            return out;
-        };
-        let since = failed_at
-            .get_or_insert_with(std::time::Instant::now)
-            .elapsed();
-        let Some(delay) = policy.next_delay(attempt, since) else {
-            return out;
-        };
-        std::thread::sleep(delay);
-        attempt += 1;
-        req.flags = crate::driver::recovery::resume_flags(req.flags);
     }
 }

@@ -1,15 +1,13 @@
-//! One benchmark migration: two local QEMUs with our guest, the stream through the relay (the
-//! link emulator), one switching policy, and the guest's heartbeats timestamped on the host as
-//! they appear on the source's and the destination's serial console.
+//! One benchmark migration: two QEMUs with our guest, each in its host of the testbed (the link:
+//! tbf's rate, the delay stage's round trip), one switching policy, and the guest's heartbeats
+//! timestamped on the host as they appear on the source's and the destination's serial console.
 //!
-//! Built from the public pieces of the C library (`postcopy_shim::io`) (QEMU processes, `run::migrate` with its hooks)
-//! rather than [`crate::scenario`], because the polling policy needs the running job's
-//! [`Controller`] from its own thread, which a scenario plan does not hand out; and with the
-//! benchmark's own link emulator ([`super::link`]), whose delay does not cap the rate.
+//! It migrates through the C library's public API ([`api::migrate_with`]), as the scenarios and C
+//! callers do, but is not a [`crate::scenario`]: its policies call the API from their own threads
+//! as clients do (a poller, an event callback).
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
@@ -17,16 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use super::BenchError;
 use crate::guest_report::GuestLine;
-use crate::qemu::{QemuConfig, QemuProcess};
+use crate::qemu::{QemuConfig, QemuPair};
+use crate::testbed::{LinkConfig, LinkMonitor, Testbed};
 use postcopy_core::driver::vocab::{
     param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
 };
-use postcopy_core::driver::{ApiCall, ApiValue, DomainEvent, MigrateRequest, Side};
-use postcopy_shim::io::run::{self, Hooks};
-use postcopy_shim::io::Controller;
-
-use super::link::Link;
+use postcopy_core::driver::{DomainEvent, MigrateRequest, Side};
+use postcopy_shim::api::{self, Domain, MigrateOptions};
 
 /// How the switch to post-copy is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -132,8 +129,8 @@ pub struct Env {
     pub poll: Duration,
 }
 
-/// The emulated link: source -> destination rate and round-trip time (half of it added in
-/// each direction).
+/// The link: the testbed's (docs/testbed.md), its rate from tbf on each direction, its added
+/// round trip from the testbed's delay stage (0: none).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LinkSpec {
     pub rate_mib: u64,
@@ -168,9 +165,9 @@ pub struct RunResult {
     pub iterations: Option<u64>,
     /// QEMU's ram transferred, bytes.
     pub ram_transferred: Option<u64>,
-    /// Bytes the link delivered source -> destination.
-    pub relay_bytes: u64,
-    /// Connections the link accepted (2 would mean a second channel, e.g. preempt).
+    /// Bytes tbf let through source -> destination (frames with their headers).
+    pub link_bytes: u64,
+    /// Migration connections seen on the link (2: the main stream and postcopy-preempt's).
     pub connections: u64,
     pub beats: Vec<Beat>,
     /// Migration end, ms after the migrate call.
@@ -257,22 +254,15 @@ impl Follower {
     }
 }
 
-fn free_port() -> std::io::Result<u16> {
-    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(l.local_addr()?.port())
-}
-
 fn len_of(p: &Path) -> u64 {
     std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)
 }
 
-type Procs = Arc<Mutex<Vec<QemuProcess>>>;
+type Procs = Arc<Mutex<QemuPair>>;
 
-fn kill(procs: &Procs, i: usize) {
+fn kill(procs: &Procs, side: Side) {
     if let Ok(mut p) = procs.lock() {
-        if let Some(q) = p.get_mut(i) {
-            q.kill();
-        }
+        p.kill(side);
     }
 }
 
@@ -283,62 +273,60 @@ pub fn run_one(
     link: LinkSpec,
     policy: Policy,
     tag: &str,
-) -> Result<RunResult, String> {
+) -> Result<RunResult, BenchError> {
     let dir = env.workdir.join(tag);
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let (envv, extra) = crate::qemu::extracted_qemu(env.qemu_root.as_deref());
-    let cfg = QemuConfig {
-        binary: env.qemu.clone(),
-        kernel: env.kernel.clone(),
-        append: w.guest.clone(),
-        memory_mib: w.memory_mib,
-        extra_args: extra,
-        env: envv,
-    };
-    let mut src =
-        QemuProcess::start(&cfg, &dir, "src", false).map_err(|e| format!("source QEMU: {e}"))?;
-    let dst = QemuProcess::start(&cfg, &dir, "dst", true)
-        .map_err(|e| format!("destination QEMU: {e}"))?;
-    src.wait_serial("READY", Duration::from_secs(120))
-        .map_err(|e| format!("guest on the source: {e}"))?;
-    let (src_serial, dst_serial) = (src.serial.clone(), dst.serial.clone());
-    let (src_qmp, dst_qmp) = (src.qmp.display().to_string(), dst.qmp.display().to_string());
-    let procs: Procs = Arc::new(Mutex::new(vec![src, dst]));
+    let cfg = QemuConfig::guest(
+        &env.qemu,
+        env.qemu_root.as_deref(),
+        &env.kernel,
+        &w.guest,
+        w.memory_mib,
+    );
+    // Two hosts and their link for this run; every QEMU in them ends with them.
+    let tb = Testbed::new(LinkConfig::with_rtt(
+        link.rate_mib as f64,
+        Duration::from_millis(link.rtt_ms),
+    ))
+    .map_err(BenchError::Testbed)?;
+    let pair = QemuPair::start_in_hosts(&cfg, &tb.probe(), &dir)?;
+    let (src_serial, dst_serial) = (pair.src.serial.clone(), pair.dst.serial.clone());
+    let src = Domain::open_qmp(&pair.src.qmp.display().to_string());
+    let dst = Domain::open_qmp(&pair.dst.qmp.display().to_string());
+    let procs: Procs = Arc::new(Mutex::new(pair));
 
-    let port = free_port().map_err(|e| format!("no free port: {e}"))?;
-    let target: SocketAddr = ([127, 0, 0, 1], port).into();
-    let relay = Link::start(
-        target,
-        link.rate_mib * 1024 * 1024,
-        Duration::from_micros(link.rtt_ms * 500),
-    )
-    .map_err(|e| format!("link emulator: {e}"))?;
+    let port = crate::scenario::TESTBED_PORT;
+    let monitor = LinkMonitor::start(
+        tb.probe(),
+        port,
+        link.rate_mib as f64,
+        link.rtt_ms as f64,
+        Duration::from_millis(100),
+    );
     let req = MigrateRequest {
         flags: policy.flags(),
-        uri: format!("tcp:127.0.0.1:{port}"),
-        // QEMU's caps off (libvirt's unlimited default): the relay is the link.
+        uri: tb.migration_uri(port),
+        // QEMU's caps off (libvirt's unlimited default): the testbed's link is the limit.
         bandwidth_mib: None,
         postcopy_bandwidth_mib: None,
-        connect_uri: Some(format!("tcp:127.0.0.1:{}", relay.port())),
+        connect_uri: None,
+        switch_policy: None,
     };
 
     let t0 = Instant::now();
     let fsrc = follow(src_serial.clone(), len_of(&src_serial), t0, false, env.poll);
     let fdst = follow(dst_serial.clone(), 0, t0, true, env.poll);
 
-    let slot: Arc<Mutex<Option<Controller>>> = Arc::default();
     let done = Arc::new(AtomicBool::new(false));
     let aborted = Arc::new(AtomicBool::new(false));
-    let (ctl_tx, ctl_rx) = channel::<Controller>();
+    let (job_tx, job_rx) = channel::<()>();
     let helper = {
-        let slot = slot.clone();
+        let src = src.clone();
         let done = done.clone();
         let aborted = aborted.clone();
         let limit = env.precopy_limit;
         thread::spawn(move || {
-            let Ok(c) = ctl_rx.recv() else { return };
-            if let Ok(mut g) = slot.lock() {
-                *g = Some(c.clone());
+            if job_rx.recv().is_err() {
+                return; // the call failed before its job started
             }
             let started = Instant::now();
             let mut next_poll = started + Duration::from_millis(500);
@@ -346,18 +334,17 @@ pub fn run_one(
                 match policy {
                     Policy::Precopy if started.elapsed() >= limit => {
                         aborted.store(true, Ordering::SeqCst);
-                        let _ = c.call(ApiCall::AbortJob { flags: 0 });
+                        let _ = src.abort_job(0);
                         return;
                     }
                     Policy::ClientPoll if Instant::now() >= next_poll => {
                         next_poll += Duration::from_millis(500);
-                        let iter = match c.call(ApiCall::GetJobStats) {
-                            Some(Ok(ApiValue::Stats(s))) => s.get(param::memory_iteration()),
-                            None => return,
-                            _ => None,
-                        };
+                        let iter = src
+                            .job_stats(0)
+                            .ok()
+                            .and_then(|s| s.get(param::memory_iteration()));
                         if iter.is_some_and(|i| i >= 2) {
-                            let _ = c.call(ApiCall::StartPostCopy { flags: 0 });
+                            let _ = src.start_postcopy(0);
                             return;
                         }
                     }
@@ -368,7 +355,7 @@ pub fn run_one(
         })
     };
     let on_event = {
-        let slot = slot.clone();
+        let src = src.clone();
         let mut fired = false;
         Box::new(move |side: Side, ev: &DomainEvent| {
             let at = match policy {
@@ -379,35 +366,36 @@ pub fn run_one(
             if let (Side::Src, DomainEvent::MigrationIteration { iteration }) = (side, ev) {
                 if *iteration == at && !fired {
                     fired = true;
-                    if let Some(c) = slot.lock().ok().and_then(|g| g.clone()) {
-                        // An event callback must not block the loop that answers the call.
-                        thread::spawn(move || {
-                            let _ = c.call(ApiCall::StartPostCopy { flags: 0 });
-                        });
-                    }
+                    let src = src.clone();
+                    // An event callback must not block the loop that answers the call.
+                    thread::spawn(move || {
+                        let _ = src.start_postcopy(0);
+                    });
                 }
             }
         })
     };
     let on_stop = {
         let procs = procs.clone();
-        Box::new(move |side: Side| kill(&procs, if side == Side::Src { 0 } else { 1 }))
+        Box::new(move |side: Side| kill(&procs, side))
     };
-    let hooks = Hooks {
+    let opts = MigrateOptions {
         on_event: Some(on_event),
         on_stop: Some(on_stop),
-        controller: Some(ctl_tx),
+        job_started: Some(job_tx),
+        ..MigrateOptions::default()
     };
-    let live = run::migrate(&src_qmp, &dst_qmp, req, None, hooks);
+    let live = api::migrate_with(&src, &dst, req, opts);
     let end = t0.elapsed();
     done.store(true, Ordering::SeqCst);
     let _ = helper.join();
+    let link_detail = monitor.finish().map_err(BenchError::Testbed)?;
     let mut r = RunResult {
         total_s: end.as_secs_f64(),
         end_ms: end.as_secs_f64() * 1000.0,
         aborted_at_limit: aborted.load(Ordering::SeqCst),
-        relay_bytes: relay.counters().0,
-        connections: relay.counters().2,
+        link_bytes: link_detail.bytes,
+        connections: link_detail.report.connections as u64,
         ..RunResult::default()
     };
     match &live {
@@ -478,9 +466,9 @@ pub fn run_one(
     }
     r.passes.sort_by(|a, b| a.0.total_cmp(&b.0));
     r.beats = beats;
-    drop(relay);
-    kill(&procs, 0);
-    kill(&procs, 1);
+    kill(&procs, Side::Src);
+    kill(&procs, Side::Dst);
+    tb.teardown().map_err(BenchError::Testbed)?;
     let _ = std::fs::remove_dir_all(&dir);
     Ok(r)
 }

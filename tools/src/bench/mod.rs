@@ -1,21 +1,56 @@
 //! `postcopy bench`: does one pre-copy pass before the switch really cut guest-visible downtime?
 //!
-//! Every policy migrates the same guest over the same emulated link (our relay, QEMU's own caps
+//! Every policy migrates the same guest over the same link (the testbed's: two network
+//! namespaces, a veth pair shaped by tbf, the delay stage for added round trip; QEMU's own caps
 //! off), alternating policy by policy within each repetition, and the host timestamps the
 //! guest's heartbeats on both serial consoles. A gap between consecutive beats (the sequence
 //! continues across the migration) is time the guest could not run. See docs/benchmark.md.
 
-pub mod link;
 pub mod live;
 pub mod replay;
 pub mod report;
 pub mod svg;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 pub use live::{Beat, Env, LinkSpec, Policy, RunResult, Workload};
+
+/// Why the benchmark, or one of its runs, could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error("cannot create {}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("no transcripts under {}", .0.display())]
+    NoTranscripts(PathBuf),
+    #[error("cannot load a transcript to replay")]
+    Transcript(#[from] postcopy_core::transcript::TranscriptError),
+    #[error("cannot set up the QEMUs")]
+    Qemu(#[from] crate::qemu::StartError),
+    #[error("cannot build, measure or tear down the testbed (two hosts and their link)")]
+    Testbed(#[source] crate::testbed::TestbedError),
+}
+
+impl BenchError {
+    /// For `map_err`: a failed write of `path`.
+    pub fn write(path: &Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+        move |source| BenchError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
 
 /// A whole benchmark.
 #[derive(Debug, Clone)]
@@ -229,9 +264,11 @@ pub fn machine(qemu: &std::path::Path) -> Machine {
 
 /// Runs the whole benchmark, printing a progress line per run on stderr, and writes the
 /// tables and plots into `config.out`.
-pub fn run(config: Config) -> Result<Outcome, String> {
-    std::fs::create_dir_all(&config.out)
-        .map_err(|e| format!("cannot create {}: {e}", config.out.display()))?;
+pub fn run(config: Config) -> Result<Outcome, BenchError> {
+    std::fs::create_dir_all(&config.out).map_err(|source| BenchError::CreateDir {
+        path: config.out.clone(),
+        source,
+    })?;
     let mut machine = machine(&config.env.qemu);
     let started = Instant::now();
     let np = config.policies.len();
@@ -267,7 +304,7 @@ pub fn run(config: Config) -> Result<Outcome, String> {
                     let result = match live::run_one(&config.env, w, *link, policy, &tag) {
                         Ok(r) => r,
                         Err(e) => RunResult {
-                            error: Some(e),
+                            error: Some(crate::error_chain(&e).join(": ")),
                             ..RunResult::default()
                         },
                     };

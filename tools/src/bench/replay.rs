@@ -38,16 +38,16 @@ fn find(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Replays every `*.jsonl` under `dir` `n` times.
-pub fn run(dir: &Path, n: usize) -> Result<ReplayStats, String> {
+pub fn run(dir: &Path, n: usize) -> Result<ReplayStats, super::BenchError> {
     let mut files = Vec::new();
     find(dir, &mut files);
     files.sort();
     if files.is_empty() {
-        return Err(format!("no transcripts under {}", dir.display()));
+        return Err(super::BenchError::NoTranscripts(dir.to_path_buf()));
     }
     let mut loaded = Vec::new();
     for f in &files {
-        loaded.push(postcopy_shim::load_transcript(f).map_err(|e| e.to_string())?);
+        loaded.push(postcopy_shim::load_transcript(f)?);
     }
     let records = loaded.iter().map(|t| t.records.len()).sum();
     let mut s = ReplayStats {
@@ -75,7 +75,7 @@ pub fn run(dir: &Path, n: usize) -> Result<ReplayStats, String> {
     for _ in 0..n.max(1) {
         let t0 = Instant::now();
         for f in &files {
-            let t = postcopy_shim::load_transcript(f).map_err(|e| e.to_string())?;
+            let t = postcopy_shim::load_transcript(f)?;
             let _ = ReplayTransport::new(t).replay_all();
         }
         suites.push(t0.elapsed().as_secs_f64() * 1000.0);

@@ -3,11 +3,12 @@
 use std::fmt::Write as _;
 
 use super::{
-    beat_of, mmm, percentile, svg, Config, Outcome, Policy, Sample, LOST_FACTOR, STALL_FACTOR,
+    beat_of, mmm, percentile, svg, BenchError, Config, Outcome, Policy, Sample, LOST_FACTOR,
+    STALL_FACTOR,
 };
 
-fn werr(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> String + '_ {
-    move |e| format!("cannot write {}: {e}", path.display())
+fn werr(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> BenchError + '_ {
+    BenchError::write(path)
 }
 
 fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
@@ -15,11 +16,11 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 }
 
 /// One line per run (rewritten after every run, so an interrupted benchmark keeps its data).
-pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String> {
+pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), BenchError> {
     let mut s = String::from(
         "link_mib_s,rtt_ms,workload,rep,order,policy,completed,aborted_at_limit,total_s,\
          longest_gap_ms,stall_ms,stall_after_switch_ms,lost_ms,slowest_pass_ms,beats,connections,qemu_downtime_ms,postcopy_requests,\
-         postcopy_blocktime_ms,relay_bytes,ram_transferred,iterations,switch_at_ms,\
+         postcopy_blocktime_ms,link_bytes,ram_transferred,iterations,switch_at_ms,\
          switch_latency_ms,checks_ok,check_failures,load1,error\n",
     );
     for x in samples {
@@ -46,7 +47,7 @@ pub fn write_runs_csv(config: &Config, samples: &[Sample]) -> Result<(), String>
             r.connections,
             opt(r.qemu_downtime_ms),
             opt(r.postcopy_requests),
-            r.relay_bytes,
+            r.link_bytes,
             opt(r.ram_transferred),
             opt(r.iterations),
             opt(r.switch_at_ms.map(|v| format!("{v:.1}"))),
@@ -135,7 +136,7 @@ pub fn rows(out: &Outcome, link: usize, wl: usize) -> Vec<Row> {
                     if let Some(v) = s.gaps.slowest_pass_ms {
                         r.slowest_pass.push(v);
                     }
-                    r.sent_mib.push(x.relay_bytes as f64 / 1048576.0);
+                    r.sent_mib.push(x.link_bytes as f64 / 1048576.0);
                 }
                 if let Some(v) = s.gaps.stall_after_switch_ms {
                     r.stall_after.push(v);
@@ -419,14 +420,13 @@ pub fn page(out: &Outcome) -> String {
     let _ = writeln!(s, "## Setup\n");
     let _ = writeln!(
         s,
-        "Two local QEMUs (TCG, `-M pc`), our guest kernel (qemu-fixtures/guest). The migration \
-         stream goes through the benchmark's link emulator (shim/src/bench/link.rs): source → \
-         destination is paced to the stated rate (token bucket, 10 ms burst), and half the stated \
-         added RTT delays each direction (page requests included); a bounded queue of about one \
-         bandwidth-delay product + 256 KiB gives the sender backpressure. QEMU's own caps are off \
-         (no bandwidth parameters: libvirt's unlimited default), see BENCHMARK-NOTES. The base \
-         RTT is loopback's (well under 0.1 ms); kernel socket buffers on both sides add queueing \
-         as on a real host.\n"
+        "Two QEMUs (TCG, `-M pc`), our guest kernel (qemu-fixtures/guest), each in its host of \
+         the testbed (docs/testbed.md): two network namespaces joined by a veth pair, each \
+         direction shaped by the kernel's `tbf` at the stated rate, TCP buffers sized to the \
+         link; the stated added RTT comes from the testbed's delay stage, which every connection \
+         of the migration (page requests included) shares. Every connection (the main stream \
+         and postcopy-preempt's) crosses the same shaped link. QEMU's own caps are off (no \
+         bandwidth parameters: libvirt's unlimited default), see docs/benchmark-method.md.\n"
     );
     let _ = writeln!(s, "Links: {}.\n", {
         c.links
@@ -483,8 +483,8 @@ pub fn page(out: &Outcome) -> String {
          - **total time**: the migrate call, start to return (host clock). For pre-copy that did \
          not converge: until the abort returned.\n\
          - **QEMU downtime**: QEMU's `downtime` statistic (for post-copy not guest-visible \
-         downtime); **postcopy requests**: QEMU's `postcopy-requests`; **sent**: bytes the relay \
-         forwarded source → destination.\n\
+         downtime); **postcopy requests**: QEMU's `postcopy-requests`; **sent**: bytes tbf let \
+         through source → destination (frames with their headers).\n\
          - **postcopy-blocktime**: n/a: libvirt does not set QEMU's `postcopy-blocktime` \
          capability, so the shim does not either, and the benchmark reports none.\n\
          - **switch latency**: from the moment the driver's loop took MIGRATION_PASS ≥ 2 to \
@@ -546,7 +546,7 @@ pub fn page(out: &Outcome) -> String {
 }
 
 /// Writes runs.csv, summary.csv, results.md, benchmark.md and the SVGs; prints the tables.
-pub fn write_all(out: &Outcome) -> Result<(), String> {
+pub fn write_all(out: &Outcome) -> Result<(), BenchError> {
     let dir = &out.config.out;
     write_runs_csv(&out.config, &out.samples)?;
     let p = dir.join("summary.csv");

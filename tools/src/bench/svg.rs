@@ -299,14 +299,14 @@ fn bars_svg(out: &Outcome, link: usize, wl: usize) -> String {
 }
 
 /// Writes bench-gaps-TAG.svg and bench-bars-TAG.svg into the output directory.
-pub fn write(out: &Outcome, link: usize, wl: usize) -> Result<(), String> {
+pub fn write(out: &Outcome, link: usize, wl: usize) -> Result<(), super::BenchError> {
     let t = tag(link, &out.config.workloads[wl].name, out.config.links.len());
     for (name, text) in [
         (format!("bench-gaps-{t}.svg"), gaps_svg(out, link, wl)),
         (format!("bench-bars-{t}.svg"), bars_svg(out, link, wl)),
     ] {
         let p = out.config.out.join(name);
-        std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))?;
+        std::fs::write(&p, text).map_err(super::BenchError::write(&p))?;
     }
     Ok(())
 }

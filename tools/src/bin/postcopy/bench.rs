@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use clap::Args;
 
+use crate::error::CliError;
+use crate::QemuArgs;
 use postcopy_tools::bench::{self, Config, Env, LinkSpec, Policy, Workload};
-use postcopy_tools::qemu::default_kernel;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -17,10 +18,10 @@ pub struct BenchArgs {
     /// Repetitions of every (link, workload, policy) (default 3; 1 with --quick).
     #[arg(long)]
     reps: Option<usize>,
-    /// Link rate source -> destination (our link emulator), MiB/s; a comma list sweeps.
+    /// The testbed link's rate (tbf, each direction), MiB/s; a comma list sweeps.
     #[arg(long, value_delimiter = ',', default_value = "32")]
     link_rate: Vec<u64>,
-    /// Round-trip time the link emulator adds (half each way), ms; a comma list sweeps
+    /// Round trip the testbed's delay stage adds, ms; a comma list sweeps
     /// (crossed with --link-rate).
     #[arg(long, value_delimiter = ',', default_value = "0,10")]
     rtt_ms: Vec<u64>,
@@ -52,15 +53,8 @@ pub struct BenchArgs {
     /// Only the replay table, no QEMU.
     #[arg(long)]
     replay_only: bool,
-    /// QEMU binary.
-    #[arg(long, default_value = "qemu-system-x86_64")]
-    qemu: PathBuf,
-    /// A QEMU extracted from .deb files (root of the tree): sets QEMU_MODULE_DIR and -L.
-    #[arg(long)]
-    qemu_root: Option<PathBuf>,
-    /// The guest kernel (default: $POSTCOPY_GUEST or target/guest/postcopy-guest.elf).
-    #[arg(long)]
-    kernel: Option<PathBuf>,
+    #[command(flatten)]
+    local: QemuArgs,
     /// Serial console poll period, ms.
     #[arg(long, default_value_t = 2)]
     poll_ms: u64,
@@ -72,24 +66,12 @@ pub struct BenchArgs {
     workdir: Option<PathBuf>,
 }
 
-pub fn main(a: BenchArgs) -> ExitCode {
-    match run(a) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("postcopy bench: {e}");
-            ExitCode::from(2)
-        }
-    }
-}
-
-fn run(a: BenchArgs) -> Result<(), String> {
-    let kernel = a.kernel.clone().unwrap_or_else(default_kernel);
-    if !a.replay_only && !kernel.exists() {
-        return Err(format!(
-            "no guest kernel at {} (build it: qemu-fixtures/guest/build.sh target/guest)",
-            kernel.display()
-        ));
-    }
+pub fn main(a: BenchArgs) -> Result<ExitCode, CliError> {
+    let kernel = if a.replay_only {
+        a.local.kernel.clone().unwrap_or_default()
+    } else {
+        a.local.kernel()?
+    };
     let mut workloads: Vec<Workload> = bench::default_workloads(a.quick, a.beat);
     if !a.workloads.is_empty() {
         let all = bench::default_workloads(false, a.beat);
@@ -100,18 +82,18 @@ fn run(a: BenchArgs) -> Result<(), String> {
                 all.iter()
                     .find(|w| &w.name == n)
                     .cloned()
-                    .ok_or_else(|| format!("no default workload {n:?} (a, b)"))
+                    .ok_or_else(|| CliError::UnknownWorkload(n.clone()))
             })
             .collect::<Result<_, _>>()?;
     }
     for spec in &a.workload {
         let mut it = spec.splitn(3, ':');
         let (Some(name), Some(mem), Some(guest)) = (it.next(), it.next(), it.next()) else {
-            return Err(format!("--workload {spec:?}: want NAME:MEMORY_MIB:GUEST"));
+            return Err(CliError::BadWorkload(spec.clone()));
         };
         let mem = mem
             .parse()
-            .map_err(|_| format!("--workload {spec:?}: bad memory"))?;
+            .map_err(|_| CliError::BadWorkload(spec.clone()))?;
         // Custom workloads replace the defaults unless defaults were named with --workloads.
         if a.workloads.is_empty() && workloads.iter().all(|w| !w.what.starts_with("custom")) {
             workloads.clear();
@@ -128,7 +110,7 @@ fn run(a: BenchArgs) -> Result<(), String> {
     } else {
         a.policies
             .iter()
-            .map(|p| Policy::parse(p).ok_or_else(|| format!("unknown policy {p:?}")))
+            .map(|p| Policy::parse(p).ok_or_else(|| CliError::UnknownPolicy(p.clone())))
             .collect::<Result<_, _>>()?
     };
     let mut links = Vec::new();
@@ -143,8 +125,8 @@ fn run(a: BenchArgs) -> Result<(), String> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let config = Config {
         env: Env {
-            qemu: a.qemu.clone(),
-            qemu_root: a.qemu_root.clone(),
+            qemu: a.local.qemu.clone(),
+            qemu_root: a.local.qemu_root.clone(),
             kernel,
             workdir: a.workdir.clone().unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("postcopy-bench-{}", std::process::id()))
@@ -176,5 +158,5 @@ fn run(a: BenchArgs) -> Result<(), String> {
         out.config.out.display(),
         out.elapsed.as_secs_f64() / 60.0
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

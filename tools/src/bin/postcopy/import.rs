@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::error::CliError;
 use postcopy_tools::libvirt_log::{import, ImportOptions};
 
 #[derive(Args, Debug)]
@@ -30,54 +31,46 @@ pub struct ImportArgs {
     summary: bool,
 }
 
-pub fn main(a: ImportArgs) -> ExitCode {
+pub fn main(a: ImportArgs) -> Result<ExitCode, CliError> {
     let read = |p: &PathBuf| {
         std::fs::read(p)
             .map(|b| String::from_utf8_lossy(&b).into_owned())
-            .map_err(|e| format!("cannot read {}: {e}", p.display()))
+            .map_err(|e| CliError::Read(p.clone(), e))
     };
-    let result = (|| {
-        let src = read(&a.src_log)?;
-        let dst = read(&a.dst_log)?;
-        let opts = ImportOptions {
-            scenario: a.scenario.clone().unwrap_or_else(|| a.domain.clone()),
-            domain: a.domain.clone(),
-            description: Some(format!(
-                "imported from {} and {}",
-                a.src_log.display(),
-                a.dst_log.display()
-            )),
-        };
-        let imported = import(&src, &dst, &opts)?;
-        match &a.out {
-            Some(p) => std::fs::write(p, imported.to_jsonl())
-                .map_err(|e| format!("cannot write {}: {e}", p.display()))?,
-            None => print!("{}", imported.to_jsonl()),
+    let src = read(&a.src_log)?;
+    let dst = read(&a.dst_log)?;
+    let opts = ImportOptions {
+        scenario: a.scenario.clone().unwrap_or_else(|| a.domain.clone()),
+        domain: a.domain.clone(),
+        description: Some(format!(
+            "imported from {} and {}",
+            a.src_log.display(),
+            a.dst_log.display()
+        )),
+    };
+    let imported = import(&src, &dst, &opts)?;
+    match &a.out {
+        Some(p) => {
+            std::fs::write(p, imported.to_jsonl()).map_err(|e| CliError::Write(p.clone(), e))?
         }
-        if a.summary {
-            let s = &imported.summary;
-            let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
-            println!("start_postcopy_count={}", s.start_postcopy_count);
-            println!("start_postcopy_by_api={}", s.start_postcopy_by_api);
-            println!("pass2_ms={}", opt(s.pass2_ms));
-            println!("start_postcopy_ms={}", opt(s.start_postcopy_ms));
-            println!("latency_ms={}", opt(s.latency_ms()));
-            println!("after_pass2={}", s.after_pass2);
-            println!("src_statuses={}", s.src_statuses.join(" "));
-            println!(
-                "pre_switchover_before_reply={}",
-                s.pre_switchover_before_reply
-            );
-            println!("migrate_continue_count={}", s.migrate_continue_count);
-            println!("flags={}", imported.header.flag_names.join("|"));
-        }
-        Ok::<(), String>(())
-    })();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("postcopy import-libvirt-log: {e}");
-            ExitCode::from(2)
-        }
+        None => print!("{}", imported.to_jsonl()),
     }
+    if a.summary {
+        let s = &imported.summary;
+        let opt = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        println!("start_postcopy_count={}", s.start_postcopy_count);
+        println!("start_postcopy_by_api={}", s.start_postcopy_by_api);
+        println!("pass2_ms={}", opt(s.pass2_ms));
+        println!("start_postcopy_ms={}", opt(s.start_postcopy_ms));
+        println!("latency_ms={}", opt(s.latency_ms()));
+        println!("after_pass2={}", s.after_pass2);
+        println!("src_statuses={}", s.src_statuses.join(" "));
+        println!(
+            "pre_switchover_before_reply={}",
+            s.pre_switchover_before_reply
+        );
+        println!("migrate_continue_count={}", s.migrate_continue_count);
+        println!("flags={}", imported.header.flag_names.join("|"));
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -7,17 +7,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 mod bench;
+mod error;
+mod human;
 mod import;
 
 use clap::{Args, Parser, Subcommand};
 use serde_json::{json, Map, Value};
 
+use error::{ArgError, CliError};
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{
-    ApiCall, DomainEvent, MigrateRequest, RecoveryPolicy, Side, SwitchedBy,
+    ApiCall, DomainEvent, MigrateRequest, RecoveryPolicy, Side, SwitchPolicy, SwitchedBy,
 };
 use postcopy_core::transcript::ReplayTransport;
-use postcopy_shim::io::run::{self, Hooks, RecordSpec};
+use postcopy_shim::api::{self, Domain, MigrateOptions, RecordSpec};
 use postcopy_tools::qemu::default_kernel;
 use postcopy_tools::scenario::{
     self, EventCallback, Fault, Link, Plan, Recovery, ScenarioResult, Trigger,
@@ -59,6 +62,15 @@ struct MigrateArgs {
     /// VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY: the driver switches once the first pass is done.
     #[arg(long)]
     postcopy_after_precopy: bool,
+    /// Our switch policy, not libvirt's (the C ABI's LPC_MIGRATE_PARAM_SWITCH_POLICY): the driver
+    /// switches to post-copy at half of the first pass (half-pass) or when staying is predicted
+    /// to cost the guest more stall than switching (adaptive). Needs --postcopy.
+    #[arg(long, value_parser = ["adaptive", "half-pass"])]
+    switch_policy: Option<String>,
+    /// The round trip of one page request the adaptive policy assumes, in microseconds
+    /// (LPC_MIGRATE_PARAM_SWITCH_POLICY_RTT; default 0).
+    #[arg(long, requires = "switch_policy")]
+    switch_rtt_us: Option<u64>,
     /// VIR_MIGRATE_POSTCOPY_RESUME (recovery; see the faults issue).
     #[arg(long)]
     postcopy_resume: bool,
@@ -68,7 +80,8 @@ struct MigrateArgs {
     /// Leave out VIR_MIGRATE_LIVE (it is on by default, as `virsh migrate --live`).
     #[arg(long)]
     no_live: bool,
-    /// VIR_MIGRATE_PARAM_BANDWIDTH in MiB/s. Default with local QEMUs: 32.
+    /// VIR_MIGRATE_PARAM_BANDWIDTH in MiB/s (QEMU's own cap). Default: none on the testbed (the
+    /// link is the limit), 32 with --loopback.
     #[arg(long)]
     bandwidth: Option<u64>,
     /// VIR_MIGRATE_PARAM_BANDWIDTH_POSTCOPY in MiB/s.
@@ -106,15 +119,8 @@ struct MigrateArgs {
     /// Migration URI in QEMU's syntax (tcp:HOST:PORT or unix:PATH).
     #[arg(long)]
     uri: Option<String>,
-    /// QEMU binary for local QEMUs.
-    #[arg(long, default_value = "qemu-system-x86_64")]
-    qemu: PathBuf,
-    /// A QEMU extracted from .deb files (root of the tree): sets QEMU_MODULE_DIR and -L.
-    #[arg(long)]
-    qemu_root: Option<PathBuf>,
-    /// The guest kernel (default: $POSTCOPY_GUEST or target/guest/postcopy-guest.elf).
-    #[arg(long)]
-    kernel: Option<PathBuf>,
+    #[command(flatten)]
+    local: QemuArgs,
     /// Guest RAM in MiB.
     #[arg(long, default_value_t = 256)]
     memory: u64,
@@ -127,23 +133,33 @@ struct MigrateArgs {
     /// Seconds to wait for the guest on the destination to verify its memory after the migration.
     #[arg(long, default_value_t = 20)]
     verify_timeout: u64,
+    /// Each migrate call's overall deadline in seconds: before post-copy the migration is then
+    /// cancelled, once the guest runs on the destination post-copy is paused and left
+    /// recoverable (never killed). Default 600.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    deadline: Option<u64>,
     /// Working directory for sockets and serial logs (default: a fresh one under /tmp).
     #[arg(long)]
     workdir: Option<PathBuf>,
-    /// Route the migration stream through our relay (link emulator and fault injector).
+    /// Both QEMUs on this machine's loopback instead of the testbed (no link model: QEMU's own
+    /// cap, --bandwidth, is the only limit; no link faults).
+    #[arg(long, conflicts_with_all = ["link_rate", "rtt_ms", "cut_at", "partition_at"])]
+    loopback: bool,
+    /// The testbed link's rate in MiB/s, each direction (tbf; docs/testbed.md).
+    #[arg(long, default_value_t = 32.0, value_parser = parse_rate)]
+    link_rate: f64,
+    /// Round trip added by the testbed's delay stage, ms (default: none; a LAN's).
     #[arg(long)]
-    relay: bool,
-    /// The relay's source -> destination rate in MiB/s (0: unlimited; implies --relay).
-    #[arg(long)]
-    link_rate: Option<u64>,
-    /// The relay's one-way latency in ms (implies --relay).
-    #[arg(long)]
-    link_latency: Option<u64>,
-    /// Cut the migration stream at: postcopy (source postcopy-active), dst-running,
-    /// iteration:N, or ms:N after the start (implies --relay).
+    rtt_ms: Option<u64>,
+    /// A hard cut of the migration connections (`ss -K` in both hosts) at: postcopy (source
+    /// postcopy-active), dst-running, iteration:N, or ms:N after the start.
     #[arg(long, value_parser = parse_trigger)]
     cut_at: Option<Trigger>,
-    /// Keep the link down this long after the cut (ms); default: until a recovery.
+    /// A silent partition (the link down, no RST) at a trigger, for --down-ms.
+    #[arg(long, value_parser = parse_trigger, requires = "down_ms")]
+    partition_at: Option<Trigger>,
+    /// How long the link stays down after --cut-at (default: until a recovery) or
+    /// --partition-at (required), ms.
     #[arg(long)]
     down_ms: Option<u64>,
     /// Kill a QEMU (src or dst) at a trigger, e.g. `--kill dst@postcopy`.
@@ -162,80 +178,100 @@ struct MigrateArgs {
     auto_recover: Option<u64>,
 }
 
-fn parse_trigger(s: &str) -> Result<Trigger, String> {
+/// The local QEMUs and their guest (`postcopy migrate`, `postcopy bench`).
+#[derive(Args, Debug)]
+pub(crate) struct QemuArgs {
+    /// QEMU binary for local QEMUs.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    pub(crate) qemu: PathBuf,
+    /// A QEMU extracted from .deb files (root of the tree): sets QEMU_MODULE_DIR and -L.
+    #[arg(long)]
+    pub(crate) qemu_root: Option<PathBuf>,
+    /// The guest kernel (default: $POSTCOPY_GUEST or target/guest/postcopy-guest.elf).
+    #[arg(long)]
+    pub(crate) kernel: Option<PathBuf>,
+}
+
+impl QemuArgs {
+    /// The guest kernel to boot; it must exist.
+    pub(crate) fn kernel(&self) -> Result<PathBuf, CliError> {
+        let kernel = self.kernel.clone().unwrap_or_else(default_kernel);
+        if kernel.exists() {
+            Ok(kernel)
+        } else {
+            Err(CliError::NoKernel(kernel))
+        }
+    }
+}
+
+fn parse_trigger(s: &str) -> Result<Trigger, ArgError> {
+    let number = |n: &str| n.parse().map_err(|_| ArgError::Number(n.to_string()));
     match s {
         "postcopy" => Ok(Trigger::Postcopy),
         "dst-running" => Ok(Trigger::DestinationRunning),
         _ => {
             if let Some(n) = s.strip_prefix("iteration:") {
-                n.parse()
-                    .map(Trigger::Iteration)
-                    .map_err(|e| format!("{s}: {e}"))
+                number(n).map(Trigger::Iteration)
             } else if let Some(n) = s.strip_prefix("ms:") {
-                n.parse()
-                    .map(Trigger::AfterMs)
-                    .map_err(|e| format!("{s}: {e}"))
+                number(n).map(Trigger::AfterMs)
             } else {
-                Err(format!(
-                    "unknown trigger '{s}' (postcopy, dst-running, iteration:N, ms:N)"
-                ))
+                Err(ArgError::Trigger(s.to_string()))
             }
         }
     }
 }
 
-fn parse_kill(s: &str) -> Result<(Side, Trigger), String> {
+fn parse_kill(s: &str) -> Result<(Side, Trigger), ArgError> {
     let (who, at) = s
         .split_once('@')
-        .ok_or("expected SIDE@TRIGGER, e.g. dst@postcopy")?;
+        .ok_or(ArgError::Shape("SIDE@TRIGGER, e.g. dst@postcopy"))?;
     let side = match who {
         "src" => Side::Src,
         "dst" => Side::Dst,
-        _ => return Err(format!("unknown side '{who}' (src or dst)")),
+        _ => return Err(ArgError::Side(who.to_string())),
     };
     Ok((side, parse_trigger(at)?))
 }
 
-fn parse_abort(s: &str) -> Result<(u32, Trigger), String> {
+fn parse_abort(s: &str) -> Result<(u32, Trigger), ArgError> {
     let (flags, at) = s
         .split_once('@')
-        .ok_or("expected FLAGS@TRIGGER, e.g. 1@postcopy")?;
+        .ok_or(ArgError::Shape("FLAGS@TRIGGER, e.g. 1@postcopy"))?;
     Ok((parse_u32(flags)?, parse_trigger(at)?))
 }
 
-fn parse_u32(s: &str) -> Result<u32, String> {
+fn parse_rate(s: &str) -> Result<f64, ArgError> {
+    match s.parse::<f64>() {
+        Ok(r) if r.is_finite() && r > 0.0 => Ok(r),
+        _ => Err(ArgError::Rate(s.to_string())),
+    }
+}
+
+fn parse_u32(s: &str) -> Result<u32, ArgError> {
     let r = if let Some(h) = s.strip_prefix("0x") {
         u32::from_str_radix(h, 16)
     } else {
         s.parse()
     };
-    r.map_err(|e| format!("not a number: {s} ({e})"))
+    r.map_err(|_| ArgError::Number(s.to_string()))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.cmd {
-        Cmd::Replay { file, trace } => replay(&file, trace),
-        Cmd::Bench(a) => bench::main(*a),
-        Cmd::ImportLibvirtLog(a) => import::main(*a),
-        Cmd::Migrate(a) => match migrate(*a) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("postcopy: {e}");
-                ExitCode::from(2)
-            }
-        },
-    }
+    let (command, result) = match cli.cmd {
+        Cmd::Replay { file, trace } => ("replay", replay(&file, trace)),
+        Cmd::Bench(a) => ("bench", bench::main(*a)),
+        Cmd::ImportLibvirtLog(a) => ("import-libvirt-log", import::main(*a)),
+        Cmd::Migrate(a) => ("migrate", migrate(*a)),
+    };
+    result.unwrap_or_else(|e| {
+        error::print(command, &e);
+        ExitCode::from(2)
+    })
 }
 
-fn replay(file: &Path, trace: bool) -> ExitCode {
-    let t = match postcopy_shim::load_transcript(file) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("postcopy replay: {e}");
-            return ExitCode::from(2);
-        }
-    };
+fn replay(file: &Path, trace: bool) -> Result<ExitCode, CliError> {
+    let t = postcopy_shim::load_transcript(file)?;
     let mut rt = ReplayTransport::new(t);
     let (reports, err) = rt.replay_all();
     if trace {
@@ -245,7 +281,7 @@ fn replay(file: &Path, trace: bool) -> ExitCode {
     }
     if let Some(e) = err {
         eprintln!("{e}");
-        return ExitCode::from(1);
+        return Ok(ExitCode::from(1));
     }
     let outcomes: Vec<String> = reports
         .iter()
@@ -266,7 +302,7 @@ fn replay(file: &Path, trace: bool) -> ExitCode {
         file.display(),
         outcomes.join("; then ")
     );
-    ExitCode::SUCCESS
+    Ok(ExitCode::SUCCESS)
 }
 
 fn qemu_version(bin: &Path, env: &[(String, String)]) -> String {
@@ -286,7 +322,7 @@ fn qemu_version(bin: &Path, env: &[(String, String)]) -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
+fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
     let mut flags = if a.no_live { 0 } else { VIR_MIGRATE_LIVE };
     if a.postcopy {
         flags |= VIR_MIGRATE_POSTCOPY;
@@ -299,19 +335,19 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
     }
     flags |= a.extra_flags.unwrap_or(0);
     let progress = a.progress || (!a.json && std::io::stderr().is_terminal());
+    let switch_policy = a
+        .switch_policy
+        .as_deref()
+        .map(|name| SwitchPolicy::parse(name, a.switch_rtt_us))
+        .transpose()
+        .map_err(CliError::Policy)?;
     if let (Some(s), Some(d), Some(u)) = (&a.src_qmp, &a.dst_qmp, &a.uri) {
-        return attach(&a, s, d, u, flags);
+        return attach(&a, s, d, u, flags, switch_policy);
     }
 
-    let (env, _) = postcopy_tools::qemu::extracted_qemu(a.qemu_root.as_deref());
-    let version = qemu_version(&a.qemu, &env);
-    let kernel = a.kernel.clone().unwrap_or_else(default_kernel);
-    if !kernel.exists() {
-        return Err(format!(
-            "guest kernel {} not found: build it with qemu-fixtures/guest/build.sh target/guest",
-            kernel.display()
-        ));
-    }
+    let (env, _) = postcopy_tools::qemu::extracted_qemu(a.local.qemu_root.as_deref());
+    let version = qemu_version(&a.local.qemu, &env);
+    let kernel = a.local.kernel()?;
     let mut faults = Vec::new();
     if let Some(secs) = a.start_postcopy_after {
         faults.push(Fault::Call {
@@ -331,6 +367,9 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
             down_ms: a.down_ms,
         });
     }
+    if let (Some(at), Some(down_ms)) = (a.partition_at, a.down_ms) {
+        faults.push(Fault::Partition { at, down_ms });
+    }
     if let Some((side, at)) = a.kill {
         faults.push(Fault::Kill { side, at });
     }
@@ -340,10 +379,9 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
             at,
         });
     }
-    let relay = a.relay || a.link_rate.is_some() || a.link_latency.is_some() || a.cut_at.is_some();
-    let link = relay.then(|| Link {
-        rate_mib: a.link_rate.unwrap_or(0),
-        latency_ms: a.link_latency.unwrap_or(0),
+    let link = (!a.loopback).then(|| Link {
+        rate_mib_s: a.link_rate,
+        rtt_ms: a.rtt_ms.unwrap_or(0),
     });
     let recovery = match (a.recover_after, a.auto_recover) {
         (_, Some(deadline)) => Recovery::Auto(RecoveryPolicy {
@@ -358,20 +396,18 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         .clone()
         .unwrap_or_else(|| std::env::temp_dir().join(format!("postcopy-{}", std::process::id())));
     let plan = Plan {
-        qemu: a.qemu.clone(),
-        qemu_root: a.qemu_root.clone(),
+        qemu: a.local.qemu.clone(),
+        qemu_root: a.local.qemu_root.clone(),
         kernel,
         memory_mib: a.memory,
         guest: a.guest.clone(),
         workdir,
         flags,
-        // QEMU's own cap is the default link model; with a relay rate the relay is the link.
-        bandwidth_mib: a.bandwidth.or(if a.link_rate.is_some() {
-            None
-        } else {
-            Some(32)
-        }),
+        // On the testbed the link is the limit: QEMU's caps are not a link model
+        // (docs/benchmark-method.md, "Measuring migrations honestly"), so they are off unless asked. On loopback QEMU's cap is all there is.
+        bandwidth_mib: a.bandwidth.or(a.loopback.then_some(32)),
         postcopy_bandwidth_mib: a.postcopy_bandwidth,
+        switch_policy,
         link,
         faults,
         recovery,
@@ -387,6 +423,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
         api_before: a.api_before,
         api_after: a.api_after,
         verify_timeout: Duration::from_secs(a.verify_timeout),
+        deadline: a.deadline.map(Duration::from_secs),
         on_event: progress.then(|| {
             EventCallback(Arc::new(|side: Side, ev: &DomainEvent| {
                 eprintln!("  {} {}", side.tag(), ev.describe());
@@ -396,15 +433,23 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, String> {
     if progress {
         eprintln!("waiting for the guest to fill its memory ({})", a.guest);
     }
-    let res = scenario::run(plan).map_err(|e| e.to_string())?;
+    let res = scenario::run(plan)?;
     let out = scenario_json(&res);
     if a.json {
         println!("{out}");
     } else {
-        print_human(&out);
+        human::print(&out);
     }
     for (qmp, pid) in &res.left_running {
-        eprintln!("left running for recovery: QEMU pid {pid:?}, QMP socket {qmp}");
+        if res.testbed.is_some() {
+            eprintln!(
+                "QEMU pid {pid:?} (QMP socket {qmp}) was left for a recovery, but it runs in a \
+                 testbed host, which ends with this command: it is stopped now (use --loopback \
+                 for QEMUs that outlive the command)"
+            );
+        } else {
+            eprintln!("left running for recovery: QEMU pid {pid:?}, QMP socket {qmp}");
+        }
     }
     let ok = res.last().is_some_and(|r| r.result.is_ok());
     Ok(if ok {
@@ -421,13 +466,15 @@ fn attach(
     dst: &str,
     uri: &str,
     flags: u32,
-) -> Result<ExitCode, String> {
+    switch_policy: Option<SwitchPolicy>,
+) -> Result<ExitCode, CliError> {
     let req = MigrateRequest {
         flags,
         uri: uri.to_string(),
         bandwidth_mib: a.bandwidth,
         postcopy_bandwidth_mib: a.postcopy_bandwidth,
         connect_uri: None,
+        switch_policy,
     };
     let spec = a.record.as_ref().map(|p| RecordSpec {
         path: p.clone(),
@@ -438,15 +485,21 @@ fn attach(
         append: false,
         epoch: None,
     });
-    let run =
-        run::migrate(src, dst, req, spec.as_ref(), Hooks::default()).map_err(|e| e.to_string())?;
+    let flags = req.flags;
+    let opts = MigrateOptions {
+        record: spec,
+        deadline: a.deadline.map(Duration::from_secs),
+        ..MigrateOptions::default()
+    };
+    let (src, dst) = (Domain::open_qmp(src), Domain::open_qmp(dst));
+    let run = api::migrate_with(&src, &dst, req, opts).map_err(CliError::Migrate)?;
     let mut out = Map::new();
-    report_json(&mut out, &run.report);
+    report_json(&mut out, &run.report, flags);
     let out = Value::Object(out);
     if a.json {
         println!("{out}");
     } else {
-        print_human(&out);
+        human::print(&out);
     }
     Ok(if run.report.result.is_ok() {
         ExitCode::SUCCESS
@@ -455,7 +508,9 @@ fn attach(
     })
 }
 
-fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report) {
+fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report, flags: u32) {
+    out.insert("flags".into(), json!(flags));
+    out.insert("flag_names".into(), json!(flag_names(flags)));
     match &rep.result {
         Ok(o) => {
             out.insert("result".into(), json!("completed"));
@@ -468,6 +523,14 @@ fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report
                     }
                     Some(SwitchedBy::Api { pass }) => {
                         json!({"by": "virDomainMigrateStartPostCopy", "pass": pass})
+                    }
+                    Some(SwitchedBy::Policy {
+                        policy,
+                        pass,
+                        reason,
+                    }) => {
+                        json!({"by": format!("driver (our switch policy {})", policy.name()),
+                               "pass": pass, "reason": reason.describe()})
                     }
                     None => Value::Null,
                 },
@@ -500,16 +563,18 @@ fn report_json(out: &mut Map<String, Value>, rep: &postcopy_core::engine::Report
 
 fn scenario_json(res: &ScenarioResult) -> Value {
     let mut out = Map::new();
+    let flags_of = |i: usize| res.requests.get(i).map_or(0, |r| r.flags);
     if let Some(last) = res.last() {
-        report_json(&mut out, last);
+        report_json(&mut out, last, flags_of(res.runs.len() - 1));
     }
     if res.runs.len() > 1 {
         let calls: Vec<Value> = res
             .runs
             .iter()
-            .map(|r| {
+            .enumerate()
+            .map(|(i, r)| {
                 let mut m = Map::new();
-                report_json(&mut m, r);
+                report_json(&mut m, r, flags_of(i));
                 m.remove("stats");
                 Value::Object(m)
             })
@@ -537,6 +602,31 @@ fn scenario_json(res: &ScenarioResult) -> Value {
     if !res.notes.is_empty() {
         out.insert("faults".into(), json!(res.notes));
     }
+    if let Some(l) = &res.link {
+        out.insert("link".into(), json!(l.report));
+    }
+    if !res.partitions.is_empty() {
+        out.insert(
+            "partitions".into(),
+            Value::Array(
+                res.partitions
+                    .iter()
+                    .map(|p| {
+                        json!({"down_at_ms": p.down_at_ms, "lasted_ms": p.lasted_ms,
+                               "src_failed_after_ms": p.src_failed_after_ms,
+                               "dst_failed_after_ms": p.dst_failed_after_ms})
+                    })
+                    .collect(),
+            ),
+        );
+    }
+    if let Some(s) = &res.stall {
+        out.insert(
+            "stall".into(),
+            json!({"no_progress_since_ms": s.since_ms, "detected_ms": s.detected_ms,
+                   "source_pause": s.src_pause, "destination_pause": s.dst_pause}),
+        );
+    }
     if let Some(g) = &res.guest {
         out.insert(
             "guest".into(),
@@ -552,41 +642,4 @@ fn scenario_json(res: &ScenarioResult) -> Value {
         out.insert("warnings".into(), json!(res.warnings));
     }
     Value::Object(out)
-}
-
-fn print_human(v: &Value) {
-    let g = |k: &str| v.get(k).cloned().unwrap_or(Value::Null);
-    println!("migration: {}", g("result").as_str().unwrap_or("?"));
-    if let Some(e) = v.get("error") {
-        println!(
-            "  error: {}",
-            e.get("message").and_then(Value::as_str).unwrap_or("")
-        );
-    }
-    println!("  flags: {}", g("flags"));
-    if let Some(s) = v.get("switch_requested").filter(|s| !s.is_null()) {
-        println!(
-            "  post-copy requested by {} at pass {}",
-            s["by"].as_str().unwrap_or(""),
-            s["pass"]
-        );
-    }
-    println!("  went through post-copy: {}", g("postcopy"));
-    println!("  source: {}", v["source"]["state"].as_str().unwrap_or(""));
-    println!(
-        "  destination: {}",
-        v["destination"]["state"].as_str().unwrap_or("")
-    );
-    if let Some(Value::Object(st)) = v.get("stats") {
-        println!("  job statistics:");
-        for (k, val) in st {
-            println!("    {k:<28} {val}");
-        }
-    }
-    if let Some(gst) = v.get("guest") {
-        println!("  guest on destination: {gst}");
-    }
-    if let Some(c) = v.get("api_calls") {
-        println!("  api calls: {c}");
-    }
 }

@@ -1,0 +1,117 @@
+//! API calls on the source's migration job while it runs: virDomainGetJobStats
+//! (docs/driver-behaviour.md §8), virDomainAbortJobFlags (§10.3) and virDomainMigrateStartPostCopy
+//! (§6, the switch itself is in `switch`).
+
+use serde_json::Value;
+
+use super::domain;
+use super::messages::{Action, ApiCall, ApiValue};
+use super::migration::{qemu_cmd_error, Migration, Perform, Purpose, Step, Wait};
+use super::phase::{AsyncJob, Phase};
+use super::side::Side;
+use super::stats::JobStats;
+use super::vocab::*;
+use crate::qmp::{Command, QmpError};
+
+impl Migration {
+    pub(super) fn on_api(&mut self, call: ApiCall, out: &mut Vec<Action>) {
+        let allowed = match &call {
+            ApiCall::StartPostCopy { flags } => self.check_start_postcopy(*flags),
+            ApiCall::AbortJob { flags } => self.check_abort(*flags),
+            ApiCall::GetJobStats => self.check_job_stats(),
+        };
+        if let Err(e) = allowed {
+            out.push(Action::ApiReturn {
+                call,
+                result: Err(e),
+            });
+            return;
+        }
+        match call {
+            ApiCall::StartPostCopy { .. } => self.request_switch(call, out),
+            ApiCall::AbortJob { flags } => self.abort(call, flags, out),
+            ApiCall::GetJobStats => {
+                self.send(Side::Src, Command::QueryMigrate, Purpose::Api(call), out);
+            }
+        }
+    }
+
+    /// Statistics exist once QEMU migrates (Perform's wait started).
+    fn check_job_stats(&self) -> Result<(), VirError> {
+        if self.sides.src.job == AsyncJob::MigrationOut && self.step >= Step::Wait(Wait::Events) {
+            Ok(())
+        } else {
+            Err(domain::no_active_job())
+        }
+    }
+
+    fn check_abort(&self, flags: u32) -> Result<(), VirError> {
+        let src = &self.sides.src;
+        if flags & !VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0
+            || !src.active
+            || src.job != AsyncJob::MigrationOut
+        {
+            return Err(domain::abort_without_job(flags, src.active));
+        }
+        let in_postcopy = self.entered_postcopy || src.phase == Phase::PostcopyFailed;
+        if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 && !in_postcopy {
+            return Err(VirError::new(
+                code::OPERATION_INVALID,
+                "current job is not outgoing migration in post-copy mode",
+            ));
+        }
+        if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY == 0 && in_postcopy {
+            return Err(VirError::new(
+                code::OPERATION_INVALID,
+                "cannot abort migration in post-copy mode",
+            ));
+        }
+        Ok(())
+    }
+
+    fn abort(&mut self, call: ApiCall, flags: u32, out: &mut Vec<Action>) {
+        let before_migrate = self.step < Step::Perform(Perform::Migrate);
+        let migrate_unanswered =
+            self.step == Step::Perform(Perform::Migrate) && self.awaiting.is_some();
+        if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 {
+            self.send(Side::Src, Command::MigratePause, Purpose::Api(call), out);
+        } else if before_migrate || migrate_unanswered {
+            // Not yet migrating in QEMU: the job stops before `migrate`, or cancels once
+            // `migrate` is answered. qemuMigrationSrcRun checks abortJob right before `migrate`
+            // and reports "%s: canceled by client" with the async job's name.
+            self.abort_requested = true;
+            let aborted =
+                VirError::new(code::OPERATION_ABORTED, "migration out: canceled by client");
+            out.push(Action::ApiReturn {
+                call,
+                result: Ok(ApiValue::Done),
+            });
+            if before_migrate && self.awaiting.is_none() {
+                self.fail(aborted, out);
+            } else {
+                self.error.get_or_insert(aborted);
+            }
+        } else {
+            self.send(Side::Src, Command::MigrateCancel, Purpose::Api(call), out);
+        }
+    }
+
+    pub(super) fn on_api_reply(
+        &mut self,
+        call: ApiCall,
+        command: &Command,
+        result: Result<Value, QmpError>,
+        out: &mut Vec<Action>,
+    ) {
+        let result = match result {
+            Err(e) => Err(qemu_cmd_error(command, &e)),
+            Ok(v) => match call {
+                ApiCall::GetJobStats => JobStats::from_query_migrate(&v)
+                    .map(ApiValue::Stats)
+                    .map_err(|e| VirError::new(code::INTERNAL_ERROR, e.to_string())),
+                _ => Ok(ApiValue::Done),
+            },
+        };
+        out.push(Action::ApiReturn { call, result });
+    }
+}

@@ -1,0 +1,46 @@
+//! The live tests' QEMUs. Only the tools' tests include this file (`#[path = "common/qemu.rs"]
+//! mod qemu;` beside `mod common;`): the core's tests share tests/common/mod.rs and do not
+//! depend on the tools crate.
+
+#![allow(dead_code)] // each test file uses what it needs
+
+use std::path::Path;
+
+use postcopy_tools::qemu::{QemuConfig, QemuPair};
+
+use crate::common::live::guest_kernel;
+
+/// The system's qemu-system-x86_64 running our guest with this command line in `memory_mib`.
+pub fn config(guest: &str, memory_mib: u64) -> QemuConfig {
+    let kernel = guest_kernel();
+    QemuConfig::guest(
+        Path::new("qemu-system-x86_64"),
+        None,
+        &kernel,
+        guest,
+        memory_mib,
+    )
+}
+
+/// The live tests' guest on a source and a destination QEMU in `dir`, each in its host of a
+/// testbed whose link runs at `rate_mib_s` (tbf): the testbed (keep it as long as the QEMUs:
+/// they end with it), the pair, and the migration URI (the destination host's address).
+pub fn start_pair_on_testbed(
+    cfg: &postcopy_tools::qemu::QemuConfig,
+    dir: &Path,
+    rate_mib_s: f64,
+) -> (postcopy_tools::testbed::Testbed, QemuPair, String) {
+    use postcopy_tools::testbed::{LinkConfig, Testbed};
+    let tb = Testbed::new(LinkConfig::new(rate_mib_s)).unwrap_or_else(|e| {
+        panic!(
+            "cannot build the testbed: {}",
+            postcopy_tools::error_chain(&e).join(": ")
+        )
+    });
+    let pair = QemuPair::start_in_hosts(cfg, &tb.probe(), dir).unwrap_or_else(|e| {
+        let causes = postcopy_tools::error_chain(&e).join(": ");
+        panic!("cannot start the QEMUs (ci/install-deps qemu): {causes}")
+    });
+    let uri = tb.migration_uri(postcopy_tools::scenario::TESTBED_PORT);
+    (tb, pair, uri)
+}

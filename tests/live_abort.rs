@@ -1,0 +1,199 @@
+//! Live abort and deadline on real QEMU (docs/driver-behaviour.md §10.3, §10.4): the pause through
+//! VIR_DOMAIN_ABORT_JOB_POSTCOPY once the guest runs on the destination, then a recovery; a call
+//! whose deadline passes in pre-copy (cancelled) and in post-copy (paused, never killed).
+//! Set POSTCOPY_SKIP_LIVE=1 to skip where no QEMU can run; CI never sets it.
+
+#![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
+
+mod common;
+
+use pretty_assertions::assert_eq;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use common::live::{guest_kernel, live_enabled, GUEST, GUEST_MEMORY_MIB};
+use postcopy_core::driver::vocab::*;
+use postcopy_core::driver::{ApiCall, DomainState};
+use postcopy_core::engine::Report;
+use postcopy_tools::scenario::{self, Fault, Link, Plan, Recovery, ScenarioResult, Trigger};
+
+/// One scenario at a time: two TCG guests already fill two cores.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const PC: u32 = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY;
+const APC: u32 = PC | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
+
+fn plan(name: &str, flags: u32, faults: Vec<Fault>, recovery: Recovery) -> Plan {
+    Plan {
+        qemu: "qemu-system-x86_64".into(),
+        qemu_root: None,
+        kernel: guest_kernel(),
+        memory_mib: GUEST_MEMORY_MIB,
+        guest: GUEST.into(),
+        workdir: std::env::temp_dir().join(format!("postcopy-abort-{}-{name}", std::process::id())),
+        flags,
+        bandwidth_mib: Some(32),
+        // A slow post-copy: the pause lands while pages are still missing.
+        postcopy_bandwidth_mib: Some(8),
+        link: Some(Link::default()),
+        faults,
+        recovery,
+        record: None,
+        api_before: false,
+        api_after: false,
+        verify_timeout: Duration::from_secs(40),
+        deadline: None,
+        switch_policy: None,
+        on_event: None,
+    }
+}
+
+/// Runs the scenario; ends the QEMUs a failed post-copy leaves running on purpose and removes
+/// the work directory (sockets, serial logs) before the test looks at the result.
+fn run(p: Plan) -> ScenarioResult {
+    let _g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = p.workdir.clone();
+    let r = scenario::run(p).expect("scenario ran");
+    for (_, pid) in &r.left_running {
+        if let Some(p) = pid {
+            let _ = std::process::Command::new("kill")
+                .arg("-9")
+                .arg(p.to_string())
+                .status();
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    r
+}
+
+fn st(s: i32, r: i32) -> DomainState {
+    DomainState::new(s, r)
+}
+
+fn error_of(rep: &Report) -> (i32, String) {
+    let e = rep.result.as_ref().expect_err("the call fails");
+    (e.code, e.message())
+}
+
+#[test]
+fn abort_with_the_postcopy_flag_once_the_destination_runs_pauses_then_resume_completes() {
+    if !live_enabled("this live abort test") {
+        return;
+    }
+    let r = run(plan(
+        "pause",
+        APC,
+        vec![Fault::Call {
+            call: ApiCall::AbortJob {
+                flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+            },
+            at: Trigger::DestinationRunning,
+        }],
+        Recovery::Manual { after_ms: 500 },
+    ));
+    let abort = r
+        .api_log
+        .iter()
+        .find(|(c, _)| c.starts_with("abort_job"))
+        .unwrap_or_else(|| panic!("the abort was made: {:?}", r.api_log));
+    assert_eq!(abort.1, "ok", "migrate-pause accepted: {:?}", r.api_log);
+    assert_eq!(r.runs.len(), 2, "the paused call, then the recovery");
+    let paused = &r.runs[0];
+    // The destination's own monitor reports the pause and its Finish fails.
+    assert_eq!(
+        error_of(paused),
+        (
+            code::OPERATION_FAILED,
+            "operation failed: job 'migration in' failed in post-copy phase".to_string()
+        )
+    );
+    assert_eq!(
+        paused.src_state,
+        st(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(
+        paused.dst_state,
+        st(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+    let done = &r.runs[1];
+    let o = done.result.as_ref().expect("the recovery completes");
+    assert!(o.postcopy);
+    assert_eq!(done.src_state, st(state::SHUTOFF, state::SHUTOFF_MIGRATED));
+    assert_eq!(done.dst_state, st(state::RUNNING, state::RUNNING_MIGRATED));
+    let g = r.guest.as_ref().expect("the guest was checked");
+    assert_eq!(g.check_failures, 0, "{:?}", g.failures);
+    assert!(g.checks_ok >= 1 && g.heartbeats > 0, "{g:?}");
+}
+
+#[test]
+fn a_deadline_in_precopy_cancels_and_names_the_phases() {
+    if !live_enabled("this live deadline test") {
+        return;
+    }
+    // 192 MiB at 32 MiB/s: pre-copy alone takes about 6 s.
+    let mut p = plan("deadline-pre", PC, Vec::new(), Recovery::None);
+    p.deadline = Some(Duration::from_secs(2));
+    let r = run(p);
+    assert_eq!(r.runs.len(), 1);
+    let rep = &r.runs[0];
+    assert_eq!(
+        error_of(rep),
+        (
+            code::OPERATION_TIMEOUT,
+            "Timed out during operation: migration deadline of 2 s passed (source phase perform3, destination phase prepare); the migration was cancelled".to_string()
+        )
+    );
+    assert_eq!(rep.src_state.state, state::RUNNING, "the source runs on");
+    assert!(r.src_alive);
+    assert_eq!(rep.dst_state, st(state::SHUTOFF, state::SHUTOFF_FAILED));
+    assert!(
+        !r.dst_alive,
+        "the destination, which never ran the guest, is stopped"
+    );
+}
+
+#[test]
+fn a_deadline_in_postcopy_pauses_and_leaves_both_recoverable() {
+    if !live_enabled("this live deadline test") {
+        return;
+    }
+    // StartPostCopy after 0.5 s; then post-copy's background transfer at 1 MiB/s would take
+    // minutes: the 4 s deadline passes in post-copy.
+    let mut p = plan(
+        "deadline-post",
+        PC,
+        vec![Fault::Call {
+            call: ApiCall::StartPostCopy { flags: 0 },
+            at: Trigger::AfterMs(500),
+        }],
+        Recovery::None,
+    );
+    p.postcopy_bandwidth_mib = Some(1);
+    p.deadline = Some(Duration::from_secs(4));
+    let r = run(p);
+    let rep = &r.runs[0];
+    let (code, msg) = error_of(rep);
+    assert_eq!(code, code::OPERATION_TIMEOUT, "{msg}");
+    assert!(
+        msg.starts_with("Timed out during operation: migration deadline of 4 s passed (source phase ")
+            && msg.ends_with(
+                "after the guest started on the destination: post-copy was paused (migrate-pause); nothing was cancelled or killed, both QEMUs are left for VIR_MIGRATE_POSTCOPY_RESUME"
+            ),
+        "{msg}"
+    );
+    assert_eq!(
+        rep.src_state,
+        st(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
+    );
+    assert_eq!(
+        rep.dst_state,
+        st(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+    );
+    assert!(r.src_alive && r.dst_alive, "never killed");
+    assert_eq!(
+        r.left_running.len(),
+        2,
+        "left for a recovery: {:?}",
+        r.left_running
+    );
+}
