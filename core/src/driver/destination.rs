@@ -49,7 +49,9 @@ impl Migration {
     pub(super) fn finish_next(&mut self, step: Finish, out: &mut Vec<Action>) {
         match step {
             Finish::WaitFirst => match self.sides.dst.status {
-                Some(MigStatus::PostcopyActive | MigStatus::Completed) => {
+                Some(status @ (MigStatus::PostcopyActive | MigStatus::Completed)) => {
+                    // Decided once, here, as libvirt's Finish does (docs/driver-behaviour.md §5).
+                    self.finish_in_postcopy = status == MigStatus::PostcopyActive;
                     self.step = Step::Finish(Finish::Cont)
                 }
                 Some(MigStatus::PostcopyPaused) => self.postcopy_failed(out),
@@ -70,7 +72,7 @@ impl Migration {
             }
             Finish::WaitCompleted => match self.sides.dst.status {
                 Some(MigStatus::Completed) => {
-                    if self.entered_postcopy {
+                    if self.finish_in_postcopy {
                         self.set_state(Side::Dst, state::RUNNING, state::RUNNING_MIGRATED);
                         self.emit(Side::Dst, event::RESUMED, event::RESUMED_MIGRATED, out);
                     }

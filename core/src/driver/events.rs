@@ -112,7 +112,7 @@ impl Migration {
                         state::RUNNING_POSTCOPY_FAILED,
                         event::RESUMED_POSTCOPY_FAILED,
                     )
-                } else if view.status == Some(MigStatus::PostcopyActive) {
+                } else if self.finish_in_postcopy {
                     (state::RUNNING_POSTCOPY, event::RESUMED_POSTCOPY)
                 } else {
                     (state::RUNNING_MIGRATED, event::RESUMED_MIGRATED)

@@ -174,6 +174,10 @@ pub struct Migration {
     pub(super) switch: Option<SwitchedBy>,
     /// QEMU reported postcopy-active (or a recovery call: the migration already was in post-copy).
     pub(super) entered_postcopy: bool,
+    /// What the destination's Finish saw before `cont` (libvirt's inPostCopy in
+    /// qemuMigrationDstFinishFresh): post-copy-active, or already completed. It decides the
+    /// RESUME event's detail and whether a second RESUMED_MIGRATED follows the completion.
+    pub(super) finish_in_postcopy: bool,
     pub(super) stats: Option<JobStats>,
     pub(super) error: Option<VirError>,
     /// virDomainAbortJob came before `migrate` was answered.
@@ -222,6 +226,7 @@ impl Migration {
             last_pass: 0,
             switch: None,
             entered_postcopy: kind == CallKind::Resume,
+            finish_in_postcopy: kind == CallKind::Resume,
             stats: None,
             error: None,
             abort_requested: false,
