@@ -366,6 +366,7 @@ fn adjust_interleaving(records: &mut Vec<Record>, index: usize, d: &Divergence) 
                                     .unwrap_or_else(|| "reply".into())
                             ),
                             Record::Send { mon, msg, .. } => command_text(*mon, msg),
+                            Record::ApiReturn { .. } => "a client's API call returned".into(),
                             _ => String::new(),
                         })
                         .collect();
@@ -382,6 +383,9 @@ fn adjust_interleaving(records: &mut Vec<Record>, index: usize, d: &Divergence) 
                 {
                     j += 1
                 }
+                // A client's API call from another thread (virsh polling the job's statistics
+                // while Finish runs): its timing against the migration thread is the client's.
+                Record::Api { .. } | Record::ApiReturn { .. } => j += 1,
                 _ => return None,
             }
         }
@@ -493,6 +497,13 @@ const MOVE_BOUNDS: &[(&str, usize)] = &[
     // the failed first call of a recovery scenario on 11.3.0 (its resume crashes the daemon)
     ("u-crash", 4),
     ("u-cut-crash", 4),
+    // ci/newest, libvirt 12.8 (not yet measured run by run: the bound of the matching 11.3
+    // scenarios, doubled; the global bound before per-scenario bounds was 40)
+    ("n-migrate-postcopy", 8),
+    ("n-virsh-switch", 8),
+    ("n-converge", 8),
+    ("n-abort-refused", 8),
+    ("n-recover", 16),
 ];
 
 fn move_bound(scenario: &str) -> Result<usize, String> {
@@ -972,6 +983,10 @@ fn libvirt_transcripts_replay_against_the_shim() {
         !files.is_empty(),
         "no transcripts (*.jsonl) in E2E_TRANSCRIPTS={dir}: nothing was compared"
     );
+    // ci/newest's libvirt 12.8 scenarios record no outcome files yet: that lane compares their
+    // QMP only and says so (E2E_OUTCOMES=qmp-only); ci/e2e requires every outcome.
+    let qmp_only = std::env::var("E2E_OUTCOMES").is_ok_and(|v| v == "qmp-only");
+    let mut qmp_only_count = 0;
     let mut failures = Vec::new();
     let mut moves = Vec::new();
     for f in &files {
@@ -987,6 +1002,15 @@ fn libvirt_transcripts_replay_against_the_shim() {
                 continue;
             }
         };
+        let outcome_file = f.with_extension("libvirt.json");
+        if qmp_only && !outcome_file.exists() {
+            println!(
+                "  QMP only: no {} (E2E_OUTCOMES=qmp-only)",
+                outcome_file.display()
+            );
+            qmp_only_count += 1;
+            continue;
+        }
         match load_outcome(f).and_then(|o| compare_outcome(&replayed, &o)) {
             Ok(s) => println!("  {s}"),
             Err(e) => {
@@ -996,6 +1020,11 @@ fn libvirt_transcripts_replay_against_the_shim() {
         }
     }
     println!("interleaving moves used per scenario: {}", moves.join(", "));
+    if qmp_only_count > 0 {
+        println!(
+            "{qmp_only_count} transcript(s) compared on QMP only (no libvirt outcome recorded)"
+        );
+    }
     assert!(
         failures.is_empty(),
         "the shim differs from libvirt in: {failures:?}"
