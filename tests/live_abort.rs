@@ -107,19 +107,8 @@ fn abort_with_the_postcopy_flag_once_the_destination_runs_pauses_then_resume_com
             "operation failed: job 'migration in' failed in post-copy phase".to_string()
         )
     );
-    assert_eq!(
-        paused.src_state,
-        st(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
-    );
-    assert_eq!(
-        paused.dst_state,
-        st(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
-    );
-    let done = &r.runs[1];
-    let o = done.result.as_ref().expect("the recovery completes");
-    assert!(o.postcopy);
-    assert_eq!(done.src_state, st(state::SHUTOFF, state::SHUTOFF_MIGRATED));
-    assert_eq!(done.dst_state, st(state::RUNNING, state::RUNNING_MIGRATED));
+    common::assert_failed_in_postcopy(paused);
+    common::assert_completed_in_postcopy(&r.runs[1]);
     let g = r.guest.as_ref().expect("the guest was checked");
     assert_eq!(g.check_failures, 0, "{:?}", g.failures);
     assert!(g.checks_ok >= 1 && g.heartbeats > 0, "{g:?}");
@@ -181,14 +170,7 @@ fn a_deadline_in_postcopy_pauses_and_leaves_both_recoverable() {
             ),
         "{msg}"
     );
-    assert_eq!(
-        rep.src_state,
-        st(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
-    );
-    assert_eq!(
-        rep.dst_state,
-        st(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
-    );
+    common::assert_failed_in_postcopy(rep);
     assert!(r.src_alive && r.dst_alive, "never killed");
     assert_eq!(
         r.left_running.len(),

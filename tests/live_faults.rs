@@ -103,19 +103,8 @@ fn cut_in_postcopy_leaves_both_paused_then_resume_completes_with_memory_intact()
     assert_eq!(e.code, code::OPERATION_FAILED);
     assert!(e.detail.contains("failed in post-copy phase"), "{e}");
     // Nothing killed, nothing cancelled: the source paused, the destination running, both failed.
-    assert_eq!(
-        failed.src_state,
-        st(state::PAUSED, state::PAUSED_POSTCOPY_FAILED)
-    );
-    assert_eq!(
-        failed.dst_state,
-        st(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
-    );
-    let done = &r.runs[1];
-    let o = done.result.as_ref().expect("recovery completes");
-    assert!(o.postcopy);
-    assert_eq!(done.src_state, st(state::SHUTOFF, state::SHUTOFF_MIGRATED));
-    assert_eq!(done.dst_state, st(state::RUNNING, state::RUNNING_MIGRATED));
+    common::assert_failed_in_postcopy(failed);
+    common::assert_completed_in_postcopy(&r.runs[1]);
     assert_guest_intact(&r);
     eprintln!("recovery time {:?}", r.recovery_time);
     assert!(

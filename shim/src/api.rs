@@ -44,7 +44,7 @@ use crate::engine::{self, EngineError, Incoming, Report, Transport};
 use crate::io::run::{self, Hooks, Idle};
 use crate::io::{Controller, Recorder};
 pub use crate::io::{EventHook, RecordSpec, StopHook, TransportStats};
-use crate::transcript::{Record, ReplayTransport};
+use crate::transcript::ReplayTransport;
 
 /// A domain-event callback: the domain, the event, and for JOB_COMPLETED the completed statistics.
 pub type EventCallback = Box<dyn FnMut(&Domain, &DomainEvent, Option<&JobStats>) + Send>;
@@ -405,25 +405,7 @@ impl Replay {
             other => VirError::new(code::INTERNAL_ERROR, other.to_string()),
         })?;
         let mut requests = vec![t.request()];
-        for (_, r) in &t.records {
-            if let Record::Migrate {
-                flags,
-                uri,
-                connect_uri,
-                bandwidth,
-                postcopy_bandwidth,
-                switch_policy,
-                ..
-            } = r
-            {
-                let mut req = MigrateRequest::new(*flags, uri.clone());
-                req.connect_uri = connect_uri.clone();
-                req.bandwidth_mib = *bandwidth;
-                req.postcopy_bandwidth_mib = *postcopy_bandwidth;
-                req.switch_policy = *switch_policy;
-                requests.push(req);
-            }
-        }
+        requests.extend(t.records.iter().filter_map(|(_, r)| r.request()));
         let shared = Arc::new(ReplayShared {
             requests,
             progress: Mutex::new(ReplayProgress {

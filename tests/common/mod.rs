@@ -91,3 +91,35 @@ pub fn snapshot_text(path: &Path) -> String {
     }
     s
 }
+
+/// A migrate call left both sides failed in post-copy and recoverable: the source
+/// PAUSED/POSTCOPY_FAILED, the destination RUNNING/POSTCOPY_FAILED (nothing killed or cancelled).
+pub fn assert_failed_in_postcopy(rep: &Report) {
+    use postcopy_core::driver::vocab::state;
+    use postcopy_core::driver::DomainState;
+    assert_eq!(
+        (rep.src_state, rep.dst_state),
+        (
+            DomainState::new(state::PAUSED, state::PAUSED_POSTCOPY_FAILED),
+            DomainState::new(state::RUNNING, state::RUNNING_POSTCOPY_FAILED)
+        ),
+        "source and destination states after a failure in post-copy"
+    );
+}
+
+/// A migrate call completed through post-copy: the source SHUTOFF/MIGRATED, the destination
+/// RUNNING/MIGRATED.
+pub fn assert_completed_in_postcopy(rep: &Report) {
+    use postcopy_core::driver::vocab::state;
+    use postcopy_core::driver::DomainState;
+    let o = rep.result.as_ref().expect("the call completes");
+    assert!(o.postcopy, "the migration went through post-copy");
+    assert_eq!(
+        (rep.src_state, rep.dst_state),
+        (
+            DomainState::new(state::SHUTOFF, state::SHUTOFF_MIGRATED),
+            DomainState::new(state::RUNNING, state::RUNNING_MIGRATED)
+        ),
+        "source and destination states after a completed post-copy"
+    );
+}

@@ -147,6 +147,30 @@ impl Record {
             switch_policy: req.switch_policy,
         }
     }
+
+    /// The migrate call a `migrate` record stands for (None for any other record).
+    pub fn request(&self) -> Option<MigrateRequest> {
+        let Record::Migrate {
+            flags,
+            uri,
+            connect_uri,
+            bandwidth,
+            postcopy_bandwidth,
+            switch_policy,
+            ..
+        } = self
+        else {
+            return None;
+        };
+        Some(MigrateRequest {
+            flags: *flags,
+            uri: uri.clone(),
+            bandwidth_mib: *bandwidth,
+            postcopy_bandwidth_mib: *postcopy_bandwidth,
+            connect_uri: connect_uri.clone(),
+            switch_policy: *switch_policy,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]

@@ -204,15 +204,7 @@ impl ReplayTransport {
                 // The live transport's deadline is recorded as a note; it is input to the driver.
                 Ok(super::deadline_from_note(&text).map(|limit| Incoming::Deadline { limit }))
             }
-            Record::Migrate {
-                flags,
-                uri,
-                connect_uri,
-                bandwidth,
-                postcopy_bandwidth,
-                switch_policy,
-                ..
-            } => {
+            rec @ Record::Migrate { .. } => {
                 if let Some((side, msg)) = self.sent.pop_front() {
                     return Err(self.diverge(
                         line,
@@ -220,14 +212,9 @@ impl ReplayTransport {
                         command_text(side, &msg),
                     ));
                 }
-                self.next_request = Some(MigrateRequest {
-                    flags,
-                    uri,
-                    bandwidth_mib: bandwidth,
-                    postcopy_bandwidth_mib: postcopy_bandwidth,
-                    connect_uri,
-                    switch_policy,
-                });
+                let req = rec.request();
+                let flags = req.as_ref().map_or(0, |r| r.flags);
+                self.next_request = req;
                 self.trace.push(format!(
                     "=== migrate again: {}",
                     flag_names(flags).join(" | ")
