@@ -30,14 +30,10 @@ fn after_precopy_migrates_a_real_guest() {
     let cfg = qemu::config(common::live::GUEST, common::live::GUEST_MEMORY_MIB);
     let (_testbed, QemuPair { mut src, mut dst }, uri) =
         qemu::start_pair_on_testbed(&cfg, &dir, 24.0);
-    let req = MigrateRequest {
-        flags: VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+    let req = MigrateRequest::new(
+        VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
         uri,
-        bandwidth_mib: None,
-        postcopy_bandwidth_mib: None,
-        connect_uri: None,
-        switch_policy: None,
-    };
+    );
     let stopped = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s2 = stopped.clone();
     let opts = MigrateOptions {

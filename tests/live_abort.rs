@@ -6,16 +6,18 @@
 #![allow(clippy::panic, clippy::unwrap_used)] // tests state their expectations by panicking
 
 mod common;
+#[path = "common/qemu.rs"]
+mod qemu;
 
 use pretty_assertions::assert_eq;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::live::{guest_kernel, live_enabled, GUEST, GUEST_MEMORY_MIB};
+use common::live::live_enabled;
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{ApiCall, DomainState};
 use postcopy_core::engine::Report;
-use postcopy_tools::scenario::{self, Fault, Link, Plan, Recovery, ScenarioResult, Trigger};
+use postcopy_tools::scenario::{self, Fault, Plan, Recovery, ScenarioResult, Trigger};
 
 /// One scenario at a time: two TCG guests already fill two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -24,28 +26,7 @@ const PC: u32 = VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY;
 const APC: u32 = PC | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY;
 
 fn plan(name: &str, flags: u32, faults: Vec<Fault>, recovery: Recovery) -> Plan {
-    Plan {
-        qemu: "qemu-system-x86_64".into(),
-        qemu_root: None,
-        kernel: guest_kernel(),
-        memory_mib: GUEST_MEMORY_MIB,
-        guest: GUEST.into(),
-        workdir: std::env::temp_dir().join(format!("postcopy-abort-{}-{name}", std::process::id())),
-        flags,
-        bandwidth_mib: Some(32),
-        // A slow post-copy: the pause lands while pages are still missing.
-        postcopy_bandwidth_mib: Some(8),
-        link: Some(Link::default()),
-        faults,
-        recovery,
-        record: None,
-        api_before: false,
-        api_after: false,
-        verify_timeout: Duration::from_secs(40),
-        deadline: None,
-        switch_policy: None,
-        on_event: None,
-    }
+    qemu::fault_plan("abort", name, flags, faults, recovery)
 }
 
 /// Runs the scenario; ends the QEMUs a failed post-copy leaves running on purpose and removes

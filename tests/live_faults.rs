@@ -13,10 +13,10 @@ use pretty_assertions::assert_eq;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use common::live::{guest_kernel, live_enabled, GUEST, GUEST_MEMORY_MIB};
+use common::live::{live_enabled, GUEST, GUEST_MEMORY_MIB};
 use postcopy_core::driver::vocab::*;
 use postcopy_core::driver::{ApiCall, DomainState, RecoveryPolicy, Side};
-use postcopy_tools::scenario::{self, Fault, Link, Plan, Recovery, ScenarioResult, Trigger};
+use postcopy_tools::scenario::{self, Fault, Plan, Recovery, ScenarioResult, Trigger};
 
 /// Live scenarios run one at a time: two TCG guests per scenario already fill two cores.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -29,30 +29,7 @@ fn skip() -> bool {
 }
 
 fn plan(name: &str, flags: u32, faults: Vec<Fault>, recovery: Recovery) -> Plan {
-    Plan {
-        qemu: "qemu-system-x86_64".into(),
-        qemu_root: None,
-        kernel: guest_kernel(),
-        memory_mib: GUEST_MEMORY_MIB,
-        guest: GUEST.into(),
-        workdir: std::env::temp_dir()
-            .join(format!("postcopy-faults-{}-{name}", std::process::id())),
-        flags,
-        // The testbed's link (tbf, 32 MiB/s) is the limit, not QEMU's cap.
-        bandwidth_mib: None,
-        // Slow post-copy background transfer: the cut lands while pages are still missing.
-        postcopy_bandwidth_mib: Some(8),
-        switch_policy: None,
-        link: Some(Link::default()),
-        faults,
-        recovery,
-        record: None,
-        api_before: false,
-        api_after: false,
-        verify_timeout: Duration::from_secs(40),
-        deadline: None,
-        on_event: None,
-    }
+    qemu::fault_plan("faults", name, flags, faults, recovery)
 }
 
 fn run(p: Plan) -> ScenarioResult {

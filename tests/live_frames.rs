@@ -338,14 +338,10 @@ fn a_frame_mode_guest_renders_on_through_a_postcopy_migration() {
     let t0 = Instant::now();
     let follow = Follower::start(&[&src.serial, &dst.serial], t0);
     thread::sleep(Duration::from_secs(2));
-    let req = MigrateRequest {
-        flags: VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+    let req = MigrateRequest::new(
+        VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
         uri,
-        bandwidth_mib: None,
-        postcopy_bandwidth_mib: None,
-        connect_uri: None,
-        switch_policy: None,
-    };
+    );
     let events = Arc::new(Mutex::new(Vec::new()));
     let ev = events.clone();
     let opts = MigrateOptions {

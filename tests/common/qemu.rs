@@ -44,3 +44,38 @@ pub fn start_pair_on_testbed(
     let uri = tb.migration_uri(postcopy_tools::scenario::TESTBED_PORT);
     (tb, pair, uri)
 }
+
+/// A fault scenario's plan with the live tests' guest on the testbed's link (tbf, 32 MiB/s: the
+/// limit, not QEMU's cap) and a slow post-copy background transfer (8 MiB/s), so that a fault
+/// lands while pages are still missing. `prefix` names the test file in the work directory.
+pub fn fault_plan(
+    prefix: &str,
+    name: &str,
+    flags: u32,
+    faults: Vec<postcopy_tools::scenario::Fault>,
+    recovery: postcopy_tools::scenario::Recovery,
+) -> postcopy_tools::scenario::Plan {
+    use crate::common::live::{GUEST, GUEST_MEMORY_MIB};
+    postcopy_tools::scenario::Plan {
+        qemu: "qemu-system-x86_64".into(),
+        qemu_root: None,
+        kernel: guest_kernel(),
+        memory_mib: GUEST_MEMORY_MIB,
+        guest: GUEST.into(),
+        workdir: std::env::temp_dir()
+            .join(format!("postcopy-{prefix}-{}-{name}", std::process::id())),
+        flags,
+        bandwidth_mib: None,
+        postcopy_bandwidth_mib: Some(8),
+        switch_policy: None,
+        link: Some(postcopy_tools::scenario::Link::default()),
+        faults,
+        recovery,
+        record: None,
+        api_before: false,
+        api_after: false,
+        verify_timeout: std::time::Duration::from_secs(40),
+        deadline: None,
+        on_event: None,
+    }
+}
