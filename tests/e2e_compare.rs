@@ -415,11 +415,15 @@ fn adjust_interleaving(records: &mut Vec<Record>, index: usize, d: &Divergence) 
                                     .unwrap_or_else(|| "reply".into())
                             ),
                             Record::Send { mon, msg, .. } => command_text(*mon, msg),
+                            Record::ApiReturn { call, .. } => format!("the return of {call}"),
                             _ => String::new(),
                         })
                         .collect();
                     return Some(format!("`{}` moved before [{}]", d.got, over.join(", ")));
                 }
+                // The return of a client's job-statistics poll (virsh's progress polling):
+                // it reads, it changes nothing the other monitor's command depends on.
+                Record::ApiReturn { call, .. } if call == "get_job_stats" => j += 1,
                 r if mon_of(r).is_some() && {
                     let got_mon = if d.got.starts_with("src") {
                         MonitorTag::Src
