@@ -107,13 +107,7 @@ fn every_command_the_shim_sends_validates_against_each_recorded_qemu() {
             .unwrap_or_else(|e| panic!("{v}: {e}"));
         let dst_caps = params::plan_caps(flags, Party::Destination, &r.caps, &r.caps)
             .unwrap_or_else(|e| panic!("{v}: {e}"));
-        let on = |caps: &Value, c: &str| {
-            caps["capabilities"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|x| x["capability"] == json!(c) && x["state"] == json!(true))
-        };
+        let on = schema::cap_on;
         let mut incoming = json!({"uri": "tcp:127.0.0.1:4444"});
         // The driver adds exit-on-error from 9.1 on, as libvirt does where QEMU has it.
         if r.version >= (9, 1, 0) {
@@ -207,15 +201,5 @@ fn the_validator_refuses_what_a_version_lacks() {
     )
     .unwrap_err();
     assert!(e.contains("exit-on-error"), "{e}");
-    let e = command(
-        &r.schema,
-        "migrate-set-capabilities",
-        Some(&json!({"capabilities": [{"capability": "no-such", "state": true}]})),
-    )
-    .unwrap_err();
-    assert!(e.contains("no-such"), "{e}");
-    assert!(
-        command(&r.schema, "migrate-continue", Some(&json!({}))).is_err(),
-        "state is required"
-    );
+    schema::assert_refuses_unknown_capability_and_missing_state(&r.schema);
 }

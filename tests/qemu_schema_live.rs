@@ -275,13 +275,7 @@ fn the_shims_commands_validate_against_the_schema_of_the_qemu_binary() {
             failures.push(format!("planned for QEMU {v}: {e}"));
         }
     }
-    let on = |caps: &Value, c: &str| {
-        caps["capabilities"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["capability"] == json!(c) && x["state"] == json!(true))
-    };
+    let on = schema::cap_on;
     for caps in [&src_caps, &dst_caps] {
         assert!(
             on(caps, "postcopy-ram") && on(caps, "return-path"),
@@ -299,15 +293,9 @@ fn the_shims_commands_validate_against_the_schema_of_the_qemu_binary() {
 #[ignore = "needs POSTCOPY_SCHEMA_QEMU (a QEMU binary); ci/newest runs it with --ignored"]
 fn the_schema_of_the_qemu_binary_refuses_what_it_lacks() {
     let live = ask_qemu(&binary());
-    let e = command(
-        &live.schema,
-        "migrate-set-capabilities",
-        Some(&json!({"capabilities": [{"capability": "no-such", "state": true}]})),
-    )
-    .unwrap_err();
-    assert!(e.contains("'no-such' is not a value of"), "{e}");
-    let e = command(&live.schema, "migrate-continue", Some(&json!({}))).unwrap_err();
-    assert_eq!(e, "migrate-continue: required argument 'state' missing");
+    let (caps, state) = schema::assert_refuses_unknown_capability_and_missing_state(&live.schema);
+    assert!(caps.contains("'no-such' is not a value of"), "{caps}");
+    assert_eq!(state, "migrate-continue: required argument 'state' missing");
     // QEMU 11.1 answers `migrate` with detach "Parameter 'detach' is unexpected": its schema
     // no longer has the argument that libvirt 11.3.0 and QEMU <= 10.0 used.
     if live.version >= (11, 1, 0) {

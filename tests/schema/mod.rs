@@ -113,3 +113,25 @@ pub fn command(schema: &Schema, name: &str, args: Option<&Value>) -> Result<(), 
     let arg_type = c["arg-type"].as_str().unwrap_or("");
     check(schema, arg_type, args.unwrap_or(&json!({})), name)
 }
+
+/// The validator refuses what a schema lacks: an unknown capability (the error names it) and a
+/// `migrate-continue` without its required `state`. Returns the two errors for further checks.
+pub fn assert_refuses_unknown_capability_and_missing_state(schema: &Schema) -> (String, String) {
+    let caps = command(
+        schema,
+        "migrate-set-capabilities",
+        Some(&serde_json::json!({"capabilities": [{"capability": "no-such", "state": true}]})),
+    )
+    .expect_err("an unknown capability is refused");
+    assert!(caps.contains("no-such"), "{caps}");
+    let state = command(schema, "migrate-continue", Some(&serde_json::json!({})))
+        .expect_err("migrate-continue requires state");
+    (caps, state)
+}
+
+/// Whether a `migrate-set-capabilities` argument turns capability `c` on.
+pub fn cap_on(caps: &Value, c: &str) -> bool {
+    caps["capabilities"]
+        .as_array()
+        .is_some_and(|a| a.iter().any(|x| x["capability"] == c && x["state"] == true))
+}
