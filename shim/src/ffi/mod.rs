@@ -38,7 +38,6 @@ const _: () = assert!(
 /// gets back then. Inside, `F` names the function for error messages.
 macro_rules! entry {
     ($function:literal, $on_error:expr, $body:block) => {{
-        #[allow(dead_code)]
         const F: &str = $function;
         $crate::ffi::error::guard(F, $on_error, || $body)
     }};
