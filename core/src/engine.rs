@@ -211,19 +211,22 @@ pub fn run_with(
             },
             Incoming::Closed { side, reason } => run.closed(side, reason)?,
             Incoming::Deadline { limit } => match (&mut run.driver, &run.done) {
-                (Some(d), None) => d.handle(Input::Deadline { limit }),
+                // Also after the call ended: an API call still waiting for QEMU fails.
+                (Some(d), _) => d.handle(Input::Deadline { limit }),
                 (None, _) => {
                     return Err(EngineError::transport_ended(format!(
                         "migration deadline of {} s passed before both QMP monitors were ready",
                         limit.as_secs_f64()
                     )))
                 }
-                _ => Vec::new(),
             },
             Incoming::Line { side, line } => run.line(side, &line, transport)?,
         };
         run.execute(actions, transport)?;
-        if run.done.is_some() && transport.finished() {
+        // An API call whose command QEMU has not answered yet is answered from that reply, also
+        // once the call ended (docs/driver-behaviour.md §10.3): read on until then.
+        let api_waits = run.driver.as_ref().is_some_and(Migration::awaits_api_reply);
+        if run.done.is_some() && !api_waits && transport.finished() {
             break;
         }
     }
@@ -233,18 +236,18 @@ pub fn run_with(
 impl Run {
     fn closed(&mut self, side: Side, reason: String) -> Result<Vec<Action>, EngineError> {
         let cut = self.sessions[side].eof();
-        match (&mut self.driver, &self.done) {
-            (Some(d), None) => {
+        match &mut self.driver {
+            // Also after the call ended: an API call still waiting on that monitor fails.
+            Some(d) => {
                 let why = cut.map(|e| e.to_string()).unwrap_or(reason);
                 Ok(d.handle(Input::Closed { side, reason: why }))
             }
-            (None, _) => Err(EngineError::Protocol {
+            None => Err(EngineError::Protocol {
                 side,
                 source: cut.unwrap_or(ProtocolError::Eof {
                     what: "negotiating".into(),
                 }),
             }),
-            _ => Ok(Vec::new()),
         }
     }
 

@@ -262,10 +262,7 @@ impl Migration {
         v.state = DomainState::new(state::SHUTOFF, state::SHUTOFF_CRASHED);
         // qemuProcessHandleMonitorEOF: a QEMU gone without a SHUTDOWN event crashed.
         self.emit(side, event::STOPPED, event::STOPPED_FAILED, out);
-        let err = VirError::new(
-            code::OPERATION_FAILED,
-            format!("{} QEMU monitor closed: {reason}", side.noun()),
-        );
+        let err = Migration::monitor_closed(side, &reason);
         if self.entered_postcopy && side == Side::Dst && matches!(self.step, Step::Wait(_)) {
             // qemuMigrationSrcRun's error path: the source's Perform has not returned, so the
             // destination never ran the guest ("destination is not running yet"): the source is

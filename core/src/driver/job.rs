@@ -115,3 +115,35 @@ impl Migration {
         out.push(Action::ApiReturn { call, result });
     }
 }
+
+impl Migration {
+    /// QEMU answered the command of the API call sent as `seq`.
+    pub(super) fn api_answered(&mut self, seq: u64) {
+        self.api_pending.retain(|(s, _, _)| *s != seq);
+    }
+
+    /// No reply will come on `side` (its monitor closed, or the deadline passed after the call
+    /// ended): the calls waiting for one fail with `err`, as libvirt's monitor call fails when
+    /// the monitor goes away under it.
+    pub(super) fn api_lost(&mut self, side: Side, err: &VirError, out: &mut Vec<Action>) {
+        let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.api_pending)
+            .into_iter()
+            .partition(|(_, s, _)| *s == side);
+        self.api_pending = kept;
+        for (_, _, call) in lost {
+            out.push(Action::ApiReturn {
+                call,
+                result: Err(err.clone()),
+            });
+        }
+    }
+
+    /// `side`'s monitor closed: the error of the calls that waited on it (and of the migrate
+    /// call, where the closing ends it: `failure::on_closed`).
+    pub(super) fn monitor_closed(side: Side, reason: &str) -> VirError {
+        VirError::new(
+            code::OPERATION_FAILED,
+            format!("{} QEMU monitor closed: {reason}", side.noun()),
+        )
+    }
+}

@@ -193,6 +193,9 @@ pub struct Migration {
     pub(super) recover_setup_seen: bool,
     /// Our switch policy's samples (docs/driver-behaviour.md §7.1).
     pub(super) policy: super::policy::PolicyState,
+    /// API calls whose QEMU command is on its way (ticket, side, call): each is answered from
+    /// QEMU's reply, also after the call ended (docs/driver-behaviour.md §10.3).
+    pub(super) api_pending: Vec<(u64, Side, ApiCall)>,
 }
 
 pub(super) fn qemu_cmd_error(command: &Command, e: &QmpError) -> VirError {
@@ -237,6 +240,7 @@ impl Migration {
             switchover: Switchover::NotReached,
             recover_setup_seen: false,
             policy: Default::default(),
+            api_pending: Vec::new(),
         }
     }
 
@@ -265,6 +269,14 @@ impl Migration {
         self.step == Step::Finished
     }
 
+    /// Whether an API call waits for QEMU's reply to its command. The call's answer comes from
+    /// that reply even once the migrate call ended (libvirt's AbortJob returns what
+    /// `migrate-pause` returned; the failure its event causes is the migrate call's), so whoever
+    /// runs the driver reads on until this is false.
+    pub fn awaits_api_reply(&self) -> bool {
+        !self.api_pending.is_empty()
+    }
+
     pub fn flags(&self) -> u32 {
         self.flags
     }
@@ -279,13 +291,45 @@ impl Migration {
     pub fn handle(&mut self, input: Input) -> Vec<Action> {
         let mut out = Vec::new();
         if self.step == Step::Finished {
-            // The job is over: calls meet no job; replies and events change nothing.
-            if let Input::Api(call) = input {
-                let err = domain::answer_without_job(&call, self.sides.src.active);
-                out.push(Action::ApiReturn {
-                    call,
-                    result: Err(err),
-                });
+            // The job is over: calls meet no job; events change nothing; a reply answers only
+            // the API call still waiting for it.
+            match input {
+                Input::Api(call) => {
+                    let err = domain::answer_without_job(&call, self.sides.src.active);
+                    out.push(Action::ApiReturn {
+                        call,
+                        result: Err(err),
+                    });
+                }
+                Input::Reply {
+                    command,
+                    ticket:
+                        Ticket {
+                            seq,
+                            purpose: Purpose::Api(call),
+                        },
+                    result,
+                    ..
+                } => {
+                    self.api_answered(seq);
+                    self.on_api_reply(call, &command, result, &mut out);
+                }
+                Input::Closed { side, reason } => {
+                    self.api_lost(side, &Migration::monitor_closed(side, &reason), &mut out)
+                }
+                Input::Deadline { limit } => {
+                    let err = VirError::new(
+                        code::OPERATION_TIMEOUT,
+                        format!(
+                            "migration deadline of {} s passed before QEMU answered the call",
+                            limit.as_secs_f64()
+                        ),
+                    );
+                    for side in Side::BOTH {
+                        self.api_lost(side, &err, &mut out);
+                    }
+                }
+                _ => {}
             }
             return out;
         }
@@ -298,7 +342,10 @@ impl Migration {
             } => self.on_reply(command, ticket, result, &mut out),
             Input::Event { side, name, data } => self.on_event(side, &name, &data, &mut out),
             Input::Api(call) => self.on_api(call, &mut out),
-            Input::Closed { side, reason } => self.on_closed(side, reason, &mut out),
+            Input::Closed { side, reason } => {
+                self.api_lost(side, &Migration::monitor_closed(side, &reason), &mut out);
+                self.on_closed(side, reason, &mut out)
+            }
             Input::Tick => self.on_tick(&mut out),
             Input::Deadline { limit } => self.on_deadline(limit, &mut out),
         }
@@ -316,6 +363,9 @@ impl Migration {
     ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if let Purpose::Api(call) = &purpose {
+            self.api_pending.push((seq, side, call.clone()));
+        }
         out.push(Action::Send {
             side,
             command,
@@ -385,7 +435,10 @@ impl Migration {
                     Err(e) => self.on_main_error(step, qemu_cmd_error(&command, &e), out),
                 }
             }
-            Purpose::Api(call) => self.on_api_reply(call, &command, result, out),
+            Purpose::Api(call) => {
+                self.api_answered(ticket.seq);
+                self.on_api_reply(call, &command, result, out)
+            }
             Purpose::Policy => self.on_policy_reply(result, out),
             Purpose::FirstPassProbe => self.on_first_pass_probe(result, out),
             Purpose::DeadlinePause => {
