@@ -1466,11 +1466,9 @@ fn a_source_postcopy_paused_during_finish_fails_only_the_source() {
     );
 }
 
-/// The pause's failure events come before QEMU's answer to `migrate-pause`: the migrate call
-/// fails in post-copy, and the abort still gets QEMU's answer (libvirt's AbortJob returns what
-/// `migrate-pause` returned), not the answer of a call made without a job.
-#[test]
-fn an_abort_answered_after_its_failure_ended_the_call_still_succeeds() {
+/// In post-copy, AbortJob(POSTCOPY) whose `migrate-pause` QEMU has not answered yet; with
+/// `failed`, QEMU's `postcopy-paused` events came first and ended the migrate call.
+fn pause_unanswered(failed: bool) -> (Fake, ApiCall) {
     let mut f = Fake::started(APC);
     f.pass(2);
     f.through_switch();
@@ -1480,12 +1478,23 @@ fn an_abort_answered_after_its_failure_ended_the_call_still_succeeds() {
     };
     f.feed(Input::Api(abort.clone()));
     assert_eq!(f.count("migrate-pause"), 1);
-    f.status(Side::Src, "postcopy-paused");
-    f.status(Side::Dst, "postcopy-paused");
-    let e = f.done.clone().expect("done").expect_err("failed");
-    assert_eq!(e.detail, "job 'migration in' failed in post-copy phase");
+    if failed {
+        f.status(Side::Src, "postcopy-paused");
+        f.status(Side::Dst, "postcopy-paused");
+        let e = f.done.clone().expect("done").expect_err("failed");
+        assert_eq!(e.detail, "job 'migration in' failed in post-copy phase");
+    }
     assert!(f.api.is_empty(), "not answered yet: {:?}", f.api);
     assert!(f.m.awaits_api_reply());
+    (f, abort)
+}
+
+/// The pause's failure events come before QEMU's answer to `migrate-pause`: the migrate call
+/// fails in post-copy, and the abort still gets QEMU's answer (libvirt's AbortJob returns what
+/// `migrate-pause` returned), not the answer of a call made without a job.
+#[test]
+fn an_abort_answered_after_its_failure_ended_the_call_still_succeeds() {
+    let (mut f, abort) = pause_unanswered(true);
     f.release();
     assert_eq!(f.api, vec![(abort, Ok(ApiValue::Done))]);
     assert!(!f.m.awaits_api_reply());
@@ -1495,20 +1504,8 @@ fn an_abort_answered_after_its_failure_ended_the_call_still_succeeds() {
 /// ended): the call fails naming the closed monitor, never waits for ever.
 #[test]
 fn a_call_waiting_on_a_closed_monitor_fails_naming_it() {
-    for ended_first in [false, true] {
-        let mut f = Fake::started(APC);
-        f.pass(2);
-        f.through_switch();
-        f.hold = Some("migrate-pause");
-        let abort = ApiCall::AbortJob {
-            flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
-        };
-        f.feed(Input::Api(abort.clone()));
-        if ended_first {
-            f.status(Side::Src, "postcopy-paused");
-            f.status(Side::Dst, "postcopy-paused");
-            assert!(f.done.is_some());
-        }
+    for failed in [false, true] {
+        let (mut f, abort) = pause_unanswered(failed);
         f.feed(Input::Closed {
             side: Side::Src,
             reason: "Connection reset by peer".into(),
@@ -1522,7 +1519,7 @@ fn a_call_waiting_on_a_closed_monitor_fails_naming_it() {
                     "source QEMU monitor closed: Connection reset by peer"
                 ))
             )],
-            "ended first: {ended_first}"
+            "the call ended first: {failed}"
         );
         assert!(!f.m.awaits_api_reply());
     }

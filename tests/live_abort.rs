@@ -60,26 +60,12 @@ fn abort_with_the_postcopy_flag_once_the_destination_runs_pauses_then_resume_com
     if !live_enabled("this live abort test") {
         return;
     }
-    // The switch comes early (StartPostCopy after 0.5 s), so that most of the guest's memory is
-    // left for post-copy at 8 MiB/s: the destination runs for seconds before post-copy could
-    // complete, and the pause reaches a job still in post-copy. (After the first full pass, what
-    // is left depends on how fast a starved TCG guest dirties memory: on a loaded machine it
-    // completed before the call arrived, and the answer was that no post-copy job runs.)
     let r = run(plan(
         "pause",
         PC,
-        vec![
-            Fault::Call {
-                call: ApiCall::StartPostCopy { flags: 0 },
-                at: Trigger::AfterMs(500),
-            },
-            Fault::Call {
-                call: ApiCall::AbortJob {
-                    flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
-                },
-                at: Trigger::DestinationRunning,
-            },
-        ],
+        qemu::early_switch_then(ApiCall::AbortJob {
+            flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+        }),
         Recovery::Manual { after_ms: 500 },
     ));
     let abort = r

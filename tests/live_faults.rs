@@ -213,27 +213,17 @@ fn abort_with_postcopy_flag_pauses_and_plain_abort_is_refused() {
     if skip() {
         return;
     }
-    // An early switch leaves most memory to post-copy, so the plain abort reaches a job that is
-    // still in post-copy (tests/live_abort.rs says why the first full pass is not enough).
+    let mut faults = qemu::early_switch_then(ApiCall::AbortJob { flags: 0 });
+    faults.push(Fault::Call {
+        call: ApiCall::AbortJob {
+            flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+        },
+        at: Trigger::AfterMs(0),
+    });
     let r = run(plan(
         "abort-pc",
         PC,
-        vec![
-            Fault::Call {
-                call: ApiCall::StartPostCopy { flags: 0 },
-                at: Trigger::AfterMs(500),
-            },
-            Fault::Call {
-                call: ApiCall::AbortJob { flags: 0 },
-                at: Trigger::DestinationRunning,
-            },
-            Fault::Call {
-                call: ApiCall::AbortJob {
-                    flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
-                },
-                at: Trigger::AfterMs(0),
-            },
-        ],
+        faults,
         Recovery::Manual { after_ms: 500 },
     ));
     // The 0 ms call ran before the migration's job existed: refused, nothing paused (the pause

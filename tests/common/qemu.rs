@@ -79,3 +79,25 @@ pub fn fault_plan(
         on_event: None,
     }
 }
+
+/// Faults that switch early (StartPostCopy 0.5 s after the start, most of the guest's memory
+/// still to come in post-copy at 8 MiB/s) and then make `call` once the destination runs: the
+/// call meets a job still in post-copy for seconds. (After the first full pass, what is left
+/// depends on how fast a starved TCG guest dirties memory: on a loaded machine post-copy
+/// completed before such a call arrived.)
+pub fn early_switch_then(
+    call: postcopy_core::driver::ApiCall,
+) -> Vec<postcopy_tools::scenario::Fault> {
+    use postcopy_core::driver::ApiCall;
+    use postcopy_tools::scenario::{Fault, Trigger};
+    vec![
+        Fault::Call {
+            call: ApiCall::StartPostCopy { flags: 0 },
+            at: Trigger::AfterMs(500),
+        },
+        Fault::Call {
+            call,
+            at: Trigger::DestinationRunning,
+        },
+    ]
+}
