@@ -13,7 +13,8 @@ use postcopy_core::driver::{
     MigrateRequest, Migration, Milestone, Outcome, PerSide, Phase, Side, SwitchedBy, Ticket,
     VirError,
 };
-use postcopy_core::qmp::{Command, Output, Session};
+use postcopy_core::engine;
+use postcopy_core::qmp::{Command, Session};
 use pretty_assertions::assert_eq;
 use serde_json::{json, Value};
 
@@ -1135,32 +1136,27 @@ fn one_command_at_a_time_per_monitor() {
         "nothing goes out while migrate-start-postcopy is unanswered"
     );
     assert_eq!(src.queued(), 1);
-    match src
+    let reply = src
         .receive(r#"{"return": {}, "id": "lpc-1"}"#)
-        .expect("reply")
-    {
-        Output::Reply {
-            command,
-            context,
-            result,
-            transmit,
-        } => {
-            assert_eq!(command, Command::MigrateStartPostcopy);
-            assert_eq!(
-                transmit.as_deref(),
-                Some("{\"execute\":\"query-migrate\",\"id\":\"lpc-2\"}\n"),
-                "the statistics refresh goes out with the reply"
-            );
-            let a = f.m.handle(Input::Reply {
-                side: Side::Src,
-                command,
-                ticket: context,
-                result,
-            });
-            assert!(execute_on(&mut src, a).is_empty());
-        }
-        o => panic!("{o:?}"),
-    }
+        .expect("reply");
+    let (input, transmit) = engine::driver_input(Side::Src, reply).expect("a reply");
+    assert!(
+        matches!(
+            &input,
+            Input::Reply {
+                command: Command::MigrateStartPostcopy,
+                ..
+            }
+        ),
+        "{input:?}"
+    );
+    assert_eq!(
+        transmit.as_deref(),
+        Some("{\"execute\":\"query-migrate\",\"id\":\"lpc-2\"}\n"),
+        "the statistics refresh goes out with the reply"
+    );
+    let a = f.m.handle(input);
+    assert!(execute_on(&mut src, a).is_empty());
     assert_eq!(src.in_flight(), Some(&Command::QueryMigrate));
 }
 

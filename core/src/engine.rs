@@ -161,6 +161,34 @@ pub fn idle_api(call: &ApiCall, domain_active: bool) -> Result<ApiValue, VirErro
     Err(driver::answer_without_job(call, domain_active))
 }
 
+/// What one message of `side`'s QMP session means for the driver: a reply or an event becomes
+/// its input, a reply with the queued command it lets out (the monitor is free again). The
+/// session's own messages (greeting, ready, dropped) come back as they were.
+#[allow(clippy::result_large_err)] // the Err is the message itself, handed straight back
+pub fn driver_input(
+    side: Side,
+    out: Output<Ticket>,
+) -> Result<(Input, Option<String>), Output<Ticket>> {
+    match out {
+        Output::Reply {
+            command,
+            context,
+            result,
+            transmit,
+        } => Ok((
+            Input::Reply {
+                side,
+                command,
+                ticket: context,
+                result,
+            },
+            transmit,
+        )),
+        Output::Event { name, data } => Ok((Input::Event { side, name, data }, None)),
+        other => Err(other),
+    }
+}
+
 /// Runs one migration over `transport`.
 pub fn run(req: MigrateRequest, transport: &mut dyn Transport) -> Result<Report, EngineError> {
     run_with(req, None, transport)
@@ -268,35 +296,25 @@ impl Run {
             }
             Err(source) => return Err(EngineError::Protocol { side, source }),
         };
-        let input = match out {
-            Output::Greeting { greeting, transmit } => {
-                self.versions[side] = greeting.version;
-                transport.send(side, &transmit)?;
-                return Ok(Vec::new());
-            }
-            Output::Ready => return Ok(self.start_when_both_ready()),
-            Output::Reply {
-                command,
-                context,
-                result,
-                transmit,
-            } => {
+        let input = match driver_input(side, out) {
+            Ok((input, transmit)) => {
                 // The monitor is free: the command that waited for it goes first.
                 if let Some(next) = transmit {
                     transport.send(side, &next)?;
                 }
-                Input::Reply {
-                    side,
-                    command,
-                    ticket: context,
-                    result,
-                }
+                input
             }
-            Output::Event { name, data } => Input::Event { side, name, data },
-            Output::Dropped { reason } => {
+            Err(Output::Greeting { greeting, transmit }) => {
+                self.versions[side] = greeting.version;
+                transport.send(side, &transmit)?;
+                return Ok(Vec::new());
+            }
+            Err(Output::Ready) => return Ok(self.start_when_both_ready()),
+            Err(Output::Dropped { reason }) => {
                 transport.warn(&format!("{}: dropped: {reason}", side.tag()));
                 return Ok(Vec::new());
             }
+            Err(_) => return Ok(Vec::new()), // replies and events became inputs above
         };
         Ok(match self.driver.as_mut() {
             Some(d) => d.handle(input),
