@@ -332,6 +332,42 @@ fn drain_sink(lines: &mut Lines) -> (Vec<(u64, u64)>, Vec<ConnEnd>) {
     (progress, conns)
 }
 
+/// A bulk transfer over two connections between the helpers, measured by a link monitor.
+struct Bulk {
+    sink: Child,
+    sink_lines: Lines,
+    src: Child,
+    src_lines: Lines,
+    mon: LinkMonitor,
+}
+
+impl Bulk {
+    /// Starts the sink on the destination host, the monitor (`delay_ms` is the link's added
+    /// delay, for its report), then the source sending `per_conn` bytes on each connection.
+    fn start(tb: &Testbed, rate: f64, delay_ms: f64, per_conn: u64) -> Bulk {
+        let mut sink = spawn_helper(tb, Host::Destination, "sink", "2");
+        let mut sink_lines = Lines::of(&mut sink);
+        sink_lines.expect("listening");
+        let mon = LinkMonitor::start(tb.probe(), PORT, rate, delay_ms, Duration::from_millis(100));
+        let mut src = spawn_helper(tb, Host::Source, "source", &format!("2 {per_conn}"));
+        let mut src_lines = Lines::of(&mut src);
+        src_lines.expect("connected");
+        Bulk {
+            sink,
+            sink_lines,
+            src,
+            src_lines,
+            mon,
+        }
+    }
+
+    /// Waits until the source wrote everything on both connections.
+    fn written(&mut self) {
+        assert_eq!(self.src_lines.expect("wrote"), "wrote done");
+        assert_eq!(self.src_lines.expect("wrote"), "wrote done");
+    }
+}
+
 #[test]
 fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
     let _g = serial();
@@ -341,23 +377,16 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
     let probe = tb.probe();
     let per_conn = 48 * MIB;
 
-    let mut sink = spawn_helper(&tb, Host::Destination, "sink", "2");
-    let mut sl = Lines::of(&mut sink);
-    sl.expect("listening");
-    let mon = LinkMonitor::start(probe.clone(), PORT, rate, 0.0, Duration::from_millis(100));
-    let mut src = spawn_helper(&tb, Host::Source, "source", &format!("2 {per_conn}"));
-    let mut srl = Lines::of(&mut src);
-    srl.expect("connected");
+    let mut bulk = Bulk::start(&tb, rate, 0.0, per_conn);
     // Mid-transfer, as a switch would be: the backlog in front of the destination.
     std::thread::sleep(Duration::from_millis(1200));
     let conns_mid = probe.migration_conns(Host::Source, PORT).unwrap();
-    let backlog = mon.mark_switch().unwrap();
-    assert_eq!(srl.expect("wrote"), "wrote done");
-    assert_eq!(srl.expect("wrote"), "wrote done");
-    assert!(src.wait().unwrap().success());
-    let (_, ends) = drain_sink(&mut sl);
-    assert!(sink.wait().unwrap().success());
-    let detail = mon.finish().unwrap();
+    let backlog = bulk.mon.mark_switch().unwrap();
+    bulk.written();
+    assert!(bulk.src.wait().unwrap().success());
+    let (_, ends) = drain_sink(&mut bulk.sink_lines);
+    assert!(bulk.sink.wait().unwrap().success());
+    let detail = bulk.mon.finish().unwrap();
 
     assert_eq!(ends.len(), 2);
     for e in &ends {
@@ -458,7 +487,6 @@ fn an_added_round_trip_delays_every_connection_and_keeps_the_rate() {
     let rtt = Duration::from_millis(20);
     let cfg = LinkConfig::with_rtt(rate, rtt);
     let tb = Testbed::new(cfg.clone()).unwrap();
-    let probe = tb.probe();
     let wire = tb.wire_pid().unwrap();
     assert!(alive(wire));
 
@@ -489,17 +517,10 @@ fn an_added_round_trip_delays_every_connection_and_keeps_the_rate() {
 
     // Bulk over two connections: still one bottleneck at the configured rate.
     let per_conn = 32 * MIB;
-    let mut sink = spawn_helper(&tb, Host::Destination, "sink", "2");
-    let mut sl = Lines::of(&mut sink);
-    sl.expect("listening");
-    let mon = LinkMonitor::start(probe.clone(), PORT, rate, 20.0, Duration::from_millis(100));
-    let mut src = spawn_helper(&tb, Host::Source, "source", &format!("2 {per_conn}"));
-    let mut srl = Lines::of(&mut src);
-    srl.expect("connected");
-    assert_eq!(srl.expect("wrote"), "wrote done");
-    assert_eq!(srl.expect("wrote"), "wrote done");
-    let (_, ends) = drain_sink(&mut sl);
-    let detail = mon.finish().unwrap();
+    let mut bulk = Bulk::start(&tb, rate, 20.0, per_conn);
+    bulk.written();
+    let (_, ends) = drain_sink(&mut bulk.sink_lines);
+    let detail = bulk.mon.finish().unwrap();
     assert_eq!(ends.len(), 2);
     let first = ends.iter().map(|e| e.first_ns).min().unwrap();
     let last = ends.iter().map(|e| e.last_ns).max().unwrap();
@@ -524,8 +545,8 @@ fn an_added_round_trip_delays_every_connection_and_keeps_the_rate() {
     assert_eq!(detail.report.rtt_ms, 20.0);
     assert_eq!(detail.report.model, "netns+veth+tbf+delay-stage");
     assert!(tb.delayed_frames().unwrap() > (2 * per_conn / 65536));
-    let _ = src.wait();
-    let _ = sink.wait();
+    let _ = bulk.src.wait();
+    let _ = bulk.sink.wait();
     let (s, d) = tb.holder_pids();
     tb.teardown().unwrap();
     assert!(!alive(s) && !alive(d) && !alive(wire));
