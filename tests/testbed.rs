@@ -37,17 +37,20 @@ fn now_ns() -> u128 {
         .as_nanos()
 }
 
+/// The arguments that make this test binary run only its `helper` (the role is in ENV_ROLE).
+const HELPER_ARGS: [&str; 5] = [
+    "--exact",
+    "helper",
+    "--ignored",
+    "--nocapture",
+    "--test-threads=1",
+];
+
 /// This test binary, run as a helper with `role` (and `args` in the environment), inside `host`.
 fn spawn_helper(tb: &Testbed, host: Host, role: &str, args: &str) -> Child {
     let exe = std::env::current_exe().unwrap();
     tb.command(host, exe)
-        .args([
-            "--exact",
-            "helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(HELPER_ARGS)
         .env(ENV_ROLE, role)
         .env("TESTBED_HELPER_ARGS", args)
         .stdin(Stdio::null())
@@ -694,15 +697,9 @@ fn owner_killed(signal: &str, group: bool) {
     let _g = serial();
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args([
-        "--exact",
-        "helper",
-        "--ignored",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ENV_ROLE, "hold")
-    .stdout(Stdio::piped());
+    cmd.args(HELPER_ARGS)
+        .env(ENV_ROLE, "hold")
+        .stdout(Stdio::piped());
     if group {
         cmd.process_group(0);
     }
@@ -857,13 +854,7 @@ fn not_root_is_refused_with_a_clear_error() {
     let out = Command::new(setpriv)
         .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
         .arg(exe)
-        .args([
-            "--exact",
-            "helper",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+        .args(HELPER_ARGS)
         .env(ENV_ROLE, "setup")
         .output()
         .unwrap();
