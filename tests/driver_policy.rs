@@ -169,29 +169,46 @@ fn ram(sent: u64, transferred: u64, rate: u64, dirty: u64) -> Value {
            "dirty-sync-count": 1})
 }
 
+/// Under `policy`, the samples `before` switch nothing and the sample `at` switches, once, in the
+/// first pass: the reason the policy gave.
+fn switch_reason(policy: SwitchPolicy, before: &[Value], at: Value) -> SwitchReason {
+    let mut f = Fake::migrating(PC, policy);
+    for r in before {
+        f.sample(r.clone());
+    }
+    assert_eq!(f.count("migrate-start-postcopy"), 0);
+    f.sample(at);
+    assert_eq!(f.count("migrate-start-postcopy"), 1);
+    let [SwitchedBy::Policy {
+        policy: by,
+        pass: 1,
+        reason,
+    }] = f.switched()[..]
+    else {
+        panic!("one switch by the policy in pass 1: {:?}", f.switched());
+    };
+    assert_eq!(by, policy);
+    // Switched: later ticks sample nothing.
+    let asked = f.count("query-migrate");
+    f.feed(Input::Tick);
+    assert_eq!(f.count("query-migrate"), asked);
+    assert!(f.held.is_empty());
+    reason
+}
+
 #[test]
 fn half_pass_switches_on_the_first_sample_at_half() {
-    let mut f = Fake::migrating(PC, SwitchPolicy::HalfPass);
-    f.sample(ram(10, 10, 32, 0));
-    f.sample(ram(100, 100, 32, 0));
-    assert_eq!(f.count("migrate-start-postcopy"), 0);
-    f.sample(ram(130, 130, 32, 0));
-    assert_eq!(f.count("migrate-start-postcopy"), 1);
     assert_eq!(
-        f.switched(),
-        [SwitchedBy::Policy {
-            policy: SwitchPolicy::HalfPass,
-            pass: 1,
-            reason: SwitchReason::HalfSent {
-                sent: 130 * MIB,
-                total: 256 * MIB
-            }
-        }]
+        switch_reason(
+            SwitchPolicy::HalfPass,
+            &[ram(10, 10, 32, 0), ram(100, 100, 32, 0)],
+            ram(130, 130, 32, 0)
+        ),
+        SwitchReason::HalfSent {
+            sent: 130 * MIB,
+            total: 256 * MIB
+        }
     );
-    // Switched: later ticks sample nothing.
-    f.feed(Input::Tick);
-    assert_eq!(f.count("query-migrate"), 3);
-    assert!(f.held.is_empty());
 }
 
 #[test]
@@ -218,25 +235,19 @@ fn a_tick_samples_only_in_pre_copy_and_one_sample_at_a_time() {
 
 #[test]
 fn a_stalled_link_never_switches() {
-    let mut f = Fake::migrating(PC, SwitchPolicy::Adaptive { rtt_us: 0 });
-    // The guest dirties 64 MiB/s over a 32 MiB/s link: a switch, if the link moved.
-    f.sample(ram(100, 100, 32, 64));
-    f.sample(ram(100, 100, 32, 64));
-    f.sample(ram(100, 100, 32, 64));
-    assert_eq!(f.count("migrate-start-postcopy"), 0);
-    // The link moves again.
-    f.sample(ram(101, 101, 32, 64));
-    assert_eq!(f.count("migrate-start-postcopy"), 1);
+    // The guest dirties 64 MiB/s over a 32 MiB/s link: a switch, if the link moved. It stalls
+    // for three samples, then moves again.
+    let stalled = ram(100, 100, 32, 64);
     assert_eq!(
-        f.switched(),
-        [SwitchedBy::Policy {
-            policy: SwitchPolicy::Adaptive { rtt_us: 0 },
-            pass: 1,
-            reason: SwitchReason::NoNetProgress {
-                dirty_rate: 64 * MIB,
-                rate: 33_554_432
-            }
-        }]
+        switch_reason(
+            SwitchPolicy::Adaptive { rtt_us: 0 },
+            &[stalled.clone(), stalled.clone(), stalled],
+            ram(101, 101, 32, 64)
+        ),
+        SwitchReason::NoNetProgress {
+            dirty_rate: 64 * MIB,
+            rate: 33_554_432
+        }
     );
 }
 
