@@ -33,6 +33,8 @@ pub(crate) enum CliError {
     Read(PathBuf, #[source] std::io::Error),
     #[error("cannot write {}", .0.display())]
     Write(PathBuf, #[source] std::io::Error),
+    #[error("cannot build the testbed (two hosts and their link)")]
+    Testbed(#[source] postcopy_tools::testbed::TestbedError),
     #[error("cannot import the logs")]
     Import(#[from] ImportError),
     #[error("cannot load the transcript")]

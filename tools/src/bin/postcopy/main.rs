@@ -52,6 +52,19 @@ enum Cmd {
     Bench(Box<bench::BenchArgs>),
     /// Turn a source and a destination libvirt daemon log into a transcript of one migration.
     ImportLibvirtLog(Box<import::ImportArgs>),
+    /// Build the testbed (docs/testbed.md) and hold it while standard input stays open, for
+    /// scripts that run their own processes in its hosts (`nsenter --net=PATH`; ci/e2e's libvirt
+    /// daemons). Prints one line, `testbed src_netns=PATH dst_netns=PATH src_addr=IP
+    /// dst_addr=IP rate_mib_s=R rtt_ms=MS`; at the end of input it tears the link down (the
+    /// namespaces go once the last process in them ended).
+    Testbed {
+        /// Each direction's rate in MiB/s (tbf).
+        #[arg(long, default_value_t = 32.0, value_parser = parse_rate)]
+        link_rate: f64,
+        /// Round trip added by the delay stage, ms (default: none).
+        #[arg(long)]
+        rtt_ms: Option<u64>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -263,11 +276,40 @@ fn main() -> ExitCode {
         Cmd::Bench(a) => ("bench", bench::main(*a)),
         Cmd::ImportLibvirtLog(a) => ("import-libvirt-log", import::main(*a)),
         Cmd::Migrate(a) => ("migrate", migrate(*a)),
+        Cmd::Testbed { link_rate, rtt_ms } => ("testbed", hold_testbed(link_rate, rtt_ms)),
     };
     result.unwrap_or_else(|e| {
         error::print(command, &e);
         ExitCode::from(2)
     })
+}
+
+fn hold_testbed(rate_mib_s: f64, rtt_ms: Option<u64>) -> Result<ExitCode, CliError> {
+    use postcopy_tools::testbed::{Host, LinkConfig, Testbed};
+    use std::io::{Read, Write};
+    let config = match rtt_ms {
+        Some(ms) => LinkConfig::with_rtt(rate_mib_s, Duration::from_millis(ms)),
+        None => LinkConfig::new(rate_mib_s),
+    };
+    let tb = Testbed::new(config).map_err(CliError::Testbed)?;
+    let probe = tb.probe();
+    println!(
+        "testbed src_netns={} dst_netns={} src_addr={} dst_addr={} rate_mib_s={rate_mib_s} rtt_ms={}",
+        probe.netns_path(Host::Source).display(),
+        probe.netns_path(Host::Destination).display(),
+        Host::Source.addr(),
+        Host::Destination.addr(),
+        rtt_ms.unwrap_or(0)
+    );
+    std::io::stdout()
+        .flush()
+        .map_err(|e| CliError::Write("standard output".into(), e))?;
+    // Held until the caller closes its end (or dies): whatever comes before is ignored.
+    let mut rest = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut rest);
+    tb.teardown().map_err(CliError::Testbed)?;
+    println!("testbed down");
+    Ok(ExitCode::SUCCESS)
 }
 
 fn replay(file: &Path, trace: bool) -> Result<ExitCode, CliError> {
