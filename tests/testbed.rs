@@ -703,6 +703,20 @@ fn owner_killed(signal: &str, group: bool) {
     if group {
         cmd.process_group(0);
     }
+    // The owner gets SIGINT's default action even where this test was started with SIGINT
+    // ignored (a background job of a non-interactive shell, as `cmd &` in a CI script, inherits
+    // it ignored, and an ignored signal stays ignored across exec): a Ctrl-C at a terminal ends
+    // the owner, and that is what this test is about.
+    // SAFETY: signal(2) is async-signal-safe; between fork and exec it only changes this child's
+    // disposition of SIGINT, and no memory is touched.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::signal(libc::SIGINT, libc::SIG_DFL) == libc::SIG_ERR {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
     let mut owner = cmd.spawn().unwrap();
     let mut lines = Lines::of(&mut owner);
     let l = lines.expect("pids");
@@ -722,6 +736,16 @@ fn owner_killed(signal: &str, group: bool) {
         .status()
         .unwrap();
     assert!(st.success());
+    let t0 = Instant::now();
+    while owner.try_wait().unwrap().is_none() {
+        if t0.elapsed() > Duration::from_secs(10) {
+            // Nothing may be left behind, also when this test fails.
+            let _ = Command::new("kill").args(["-KILL", "--", &target]).status();
+            let _ = owner.wait();
+            panic!("the owner did not end within 10 s of SIG{signal} (killed)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let end = owner.wait().unwrap();
     assert!(!end.success(), "the owner ended with {end}");
     wait_until(
