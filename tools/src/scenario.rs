@@ -264,8 +264,14 @@ impl Shared {
         self.epoch.elapsed().as_millis() as u64
     }
 
+    /// A remark for the transcript (between the messages it falls between) and the result.
     fn note(&self, text: String) {
         self.src.note(text.clone());
+        self.remember(text);
+    }
+
+    /// A remark for the result only.
+    fn remember(&self, text: String) {
         if let Ok(mut n) = self.notes.lock() {
             n.push(text);
         }
@@ -759,13 +765,16 @@ fn fire(f: &Fault, sh: &Shared) {
                 sh.warn("a cut needs the testbed's link (the plan has none)".into());
                 return;
             };
+            // Noted before it happens: the failure it causes may end the call before a later
+            // note reached the transcript.
+            sh.note(format!(
+                "link cut{}",
+                down_ms
+                    .map(|d| format!(", down for {d} ms"))
+                    .unwrap_or_default()
+            ));
             match net.probe.cut(net.port, true) {
-                Ok(n) => sh.note(format!(
-                    "link cut ({n} sockets destroyed){}",
-                    down_ms
-                        .map(|d| format!(", down for {d} ms"))
-                        .unwrap_or_default()
-                )),
+                Ok(n) => sh.remember(format!("the cut destroyed {n} sockets")),
                 Err(e) => sh.warn(format!("the cut failed: {e}")),
             }
             if let Some(d) = *down_ms {
@@ -816,10 +825,11 @@ fn fire(f: &Fault, sh: &Shared) {
             }
         }
         Fault::Kill { side, .. } => {
+            // Noted before it happens, as a cut.
+            sh.note(format!("{} QEMU killed (SIGKILL)", side.tag()));
             if let Ok(mut p) = sh.procs.lock() {
                 p.kill(*side);
             }
-            sh.note(format!("{} QEMU killed (SIGKILL)", side.tag()));
         }
         Fault::Call { call, .. } => {
             let (src, call) = (sh.src.clone(), call.clone());
