@@ -1462,6 +1462,38 @@ fn a_source_postcopy_paused_during_finish_fails_only_the_source() {
     );
 }
 
+/// "In post-copy" is the source domain's own state (libvirt's virDomainObjIsPostcopy): the
+/// destination's postcopy-active, which QEMU reports first, does not make an abort a pause.
+#[test]
+fn an_abort_goes_by_the_sources_own_postcopy_state() {
+    let mut f = Fake::started(APC);
+    f.pass(2);
+    f.event(Side::Src, "STOP", json!({}));
+    f.status(Side::Src, "pre-switchover");
+    f.status(Side::Src, "device");
+    f.status(Side::Dst, "postcopy-active");
+    let pause = ApiCall::AbortJob {
+        flags: VIR_DOMAIN_ABORT_JOB_POSTCOPY,
+    };
+    f.feed(Input::Api(pause.clone()));
+    assert_eq!(
+        f.api,
+        vec![(
+            pause.clone(),
+            Err(VirError::new(
+                code::OPERATION_INVALID,
+                "current job is not outgoing migration in post-copy mode"
+            ))
+        )]
+    );
+    assert_eq!(f.count("migrate-pause"), 0);
+    f.api.clear();
+    f.status(Side::Src, "postcopy-active");
+    f.feed(Input::Api(pause.clone()));
+    assert_eq!(f.api, vec![(pause, Ok(ApiValue::Done))]);
+    assert_eq!(f.count("migrate-pause"), 1);
+}
+
 /// In post-copy, AbortJob(POSTCOPY) whose `migrate-pause` QEMU has not answered yet; with
 /// `failed`, QEMU's `postcopy-paused` events came first and ended the migrate call.
 fn pause_unanswered(failed: bool) -> (Fake, ApiCall) {

@@ -53,7 +53,20 @@ impl Migration {
         {
             return Err(domain::abort_without_job(flags, src.active));
         }
-        let in_postcopy = self.entered_postcopy || src.phase == Phase::PostcopyFailed;
+        // libvirt's virDomainObjIsPostcopy on the source domain: its state says post-copy (set
+        // when the source's own QEMU reported postcopy-active), or its post-copy failed. The
+        // destination's postcopy-active (it comes first, at the listen) does not count.
+        let postcopy_state = matches!(
+            (src.state.state, src.state.reason),
+            (
+                state::PAUSED,
+                state::PAUSED_POSTCOPY | state::PAUSED_POSTCOPY_FAILED
+            ) | (
+                state::RUNNING,
+                state::RUNNING_POSTCOPY | state::RUNNING_POSTCOPY_FAILED
+            )
+        );
+        let in_postcopy = postcopy_state || src.async_paused || src.phase == Phase::PostcopyFailed;
         if flags & VIR_DOMAIN_ABORT_JOB_POSTCOPY != 0 && !in_postcopy {
             return Err(VirError::new(
                 code::OPERATION_INVALID,
