@@ -38,6 +38,9 @@ pub enum MigStatus {
     /// QEMU 11.1: the device state is sent at the switch to post-copy, on both sides, between
     /// `device` and `postcopy-active`. Not yet post-copy: the wait goes on as for `device`.
     PostcopyDevice,
+    /// QEMU 11.1: a migration that fails is `failing` while QEMU cleans up, then `failed`. Not
+    /// yet failed: the wait goes on until `failed`.
+    Failing,
 }
 
 impl MigStatus {
@@ -58,6 +61,7 @@ impl MigStatus {
             "device" => MigStatus::Device,
             "wait-unplug" => MigStatus::WaitUnplug,
             "postcopy-device" => MigStatus::PostcopyDevice,
+            "failing" => MigStatus::Failing,
             _ => return None,
         })
     }
