@@ -1462,6 +1462,42 @@ fn a_source_postcopy_paused_during_finish_fails_only_the_source() {
     );
 }
 
+/// The deadline passes in post-copy: the call ends at once, but the driver keeps awaiting QEMU's
+/// answer to its `migrate-pause` (queued behind a command on its way, it reaches QEMU only when
+/// the engine reads on), and a monitor that closes first leaves a warning, not a hang.
+#[test]
+fn the_deadline_pause_is_awaited_after_the_call_ended() {
+    for answered in [true, false] {
+        let mut f = Fake::started(APC);
+        f.pass(2);
+        f.through_switch();
+        f.hold = Some("migrate-pause");
+        f.feed(Input::Deadline {
+            limit: std::time::Duration::from_secs(5),
+        });
+        assert_eq!(f.count("migrate-pause"), 1);
+        let e = f.done.clone().expect("done").expect_err("timed out");
+        assert_eq!(e.code, code::OPERATION_TIMEOUT, "{e:?}");
+        assert!(f.m.awaits_reply(), "the pause is awaited");
+        if answered {
+            f.release();
+            assert_eq!(f.warnings, Vec::<String>::new());
+        } else {
+            f.feed(Input::Closed {
+                side: Side::Src,
+                reason: "end of file".into(),
+            });
+            assert_eq!(
+                f.warnings,
+                vec![
+                    "the migrate-pause sent at the deadline was not answered: operation failed: source QEMU monitor closed: end of file".to_string()
+                ]
+            );
+        }
+        assert!(!f.m.awaits_reply());
+    }
+}
+
 /// "In post-copy" is the source domain's own state (libvirt's virDomainObjIsPostcopy): the
 /// destination's postcopy-active, which QEMU reports first, does not make an abort a pause.
 #[test]
@@ -1513,7 +1549,7 @@ fn pause_unanswered(failed: bool) -> (Fake, ApiCall) {
         assert_eq!(e.detail, "job 'migration in' failed in post-copy phase");
     }
     assert!(f.api.is_empty(), "not answered yet: {:?}", f.api);
-    assert!(f.m.awaits_api_reply());
+    assert!(f.m.awaits_reply());
     (f, abort)
 }
 
@@ -1525,7 +1561,7 @@ fn an_abort_answered_after_its_failure_ended_the_call_still_succeeds() {
     let (mut f, abort) = pause_unanswered(true);
     f.release();
     assert_eq!(f.api, vec![(abort, Ok(ApiValue::Done))]);
-    assert!(!f.m.awaits_api_reply());
+    assert!(!f.m.awaits_reply());
 }
 
 /// The monitor closes under a call that waits for QEMU's answer (during the job or after it
@@ -1549,7 +1585,7 @@ fn a_call_waiting_on_a_closed_monitor_fails_naming_it() {
             )],
             "the call ended first: {failed}"
         );
-        assert!(!f.m.awaits_api_reply());
+        assert!(!f.m.awaits_reply());
     }
 }
 

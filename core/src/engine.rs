@@ -251,10 +251,11 @@ pub fn run_with(
             Incoming::Line { side, line } => run.line(side, &line, transport)?,
         };
         run.execute(actions, transport)?;
-        // An API call whose command QEMU has not answered yet is answered from that reply, also
-        // once the call ended (docs/driver-behaviour.md §10.3): read on until then.
-        let api_waits = run.driver.as_ref().is_some_and(Migration::awaits_api_reply);
-        if run.done.is_some() && !api_waits && transport.finished() {
+        // An API call whose command QEMU has not answered yet is answered from that reply, and
+        // the deadline's migrate-pause must reach QEMU, also once the call ended
+        // (docs/driver-behaviour.md §10.3, §10.4): read on until then.
+        let waits = run.driver.as_ref().is_some_and(Migration::awaits_reply);
+        if run.done.is_some() && !waits && transport.finished() {
             break;
         }
     }

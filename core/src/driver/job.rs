@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use super::domain;
 use super::messages::{Action, ApiCall, ApiValue};
-use super::migration::{qemu_cmd_error, Migration, Perform, Purpose, Step, Wait};
+use super::migration::{qemu_cmd_error, Awaited, Migration, Perform, Purpose, Step, Wait};
 use super::phase::{AsyncJob, Phase};
 use super::side::Side;
 use super::stats::JobStats;
@@ -130,24 +130,30 @@ impl Migration {
 }
 
 impl Migration {
-    /// QEMU answered the command of the API call sent as `seq`.
-    pub(super) fn api_answered(&mut self, seq: u64) {
-        self.api_pending.retain(|(s, _, _)| *s != seq);
+    /// QEMU answered the awaited command sent as `seq`.
+    pub(super) fn answered(&mut self, seq: u64) {
+        self.awaited.retain(|(s, _, _)| *s != seq);
     }
 
     /// No reply will come on `side` (its monitor closed, or the deadline passed after the call
     /// ended): the calls waiting for one fail with `err`, as libvirt's monitor call fails when
-    /// the monitor goes away under it.
+    /// the monitor goes away under it; an unanswered deadline pause is said in a warning.
     pub(super) fn api_lost(&mut self, side: Side, err: &VirError, out: &mut Vec<Action>) {
-        let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.api_pending)
+        let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaited)
             .into_iter()
             .partition(|(_, s, _)| *s == side);
-        self.api_pending = kept;
-        for (_, _, call) in lost {
-            out.push(Action::ApiReturn {
-                call,
-                result: Err(err.clone()),
-            });
+        self.awaited = kept;
+        for (_, _, what) in lost {
+            match what {
+                Awaited::Api(call) => out.push(Action::ApiReturn {
+                    call,
+                    result: Err(err.clone()),
+                }),
+                Awaited::DeadlinePause => out.push(Action::Warn(format!(
+                    "the migrate-pause sent at the deadline was not answered: {}",
+                    err.message()
+                ))),
+            }
         }
     }
 

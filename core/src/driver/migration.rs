@@ -193,9 +193,27 @@ pub struct Migration {
     pub(super) recover_setup_seen: bool,
     /// Our switch policy's samples (docs/driver-behaviour.md §7.1).
     pub(super) policy: super::policy::PolicyState,
-    /// API calls whose QEMU command is on its way (ticket, side, call): each is answered from
-    /// QEMU's reply, also after the call ended (docs/driver-behaviour.md §10.3).
-    pub(super) api_pending: Vec<(u64, Side, ApiCall)>,
+    /// Commands whose reply matters after the call ended (ticket, side, what for): an API
+    /// call's (answered from QEMU's reply, docs/driver-behaviour.md §10.3) and the deadline's
+    /// `migrate-pause` (written and answered before the engine stops reading, §10.4).
+    pub(super) awaited: Vec<(u64, Side, Awaited)>,
+}
+
+/// What a command that matters after the call ended was sent for.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Awaited {
+    Api(ApiCall),
+    DeadlinePause,
+}
+
+/// QEMU answered the deadline's `migrate-pause`: only an error is worth a word.
+fn deadline_pause_answered(result: Result<Value, QmpError>, out: &mut Vec<Action>) {
+    if let Err(e) = result {
+        out.push(Action::Warn(format!(
+            "pausing post-copy at the deadline failed: {}",
+            e.desc
+        )));
+    }
 }
 
 pub(super) fn qemu_cmd_error(command: &Command, e: &QmpError) -> VirError {
@@ -240,7 +258,7 @@ impl Migration {
             switchover: Switchover::NotReached,
             recover_setup_seen: false,
             policy: Default::default(),
-            api_pending: Vec::new(),
+            awaited: Vec::new(),
         }
     }
 
@@ -269,12 +287,13 @@ impl Migration {
         self.step == Step::Finished
     }
 
-    /// Whether an API call waits for QEMU's reply to its command. The call's answer comes from
-    /// that reply even once the migrate call ended (libvirt's AbortJob returns what
-    /// `migrate-pause` returned; the failure its event causes is the migrate call's), so whoever
-    /// runs the driver reads on until this is false.
-    pub fn awaits_api_reply(&self) -> bool {
-        !self.api_pending.is_empty()
+    /// Whether a command whose reply matters is still unanswered: an API call's (its answer
+    /// comes from that reply even once the migrate call ended: libvirt's AbortJob returns what
+    /// `migrate-pause` returned, the failure its event causes is the migrate call's) or the
+    /// deadline's `migrate-pause` (queued behind a command on its way, it is written only when
+    /// that one is answered). Whoever runs the driver reads on until this is false.
+    pub fn awaits_reply(&self) -> bool {
+        !self.awaited.is_empty()
     }
 
     pub fn flags(&self) -> u32 {
@@ -306,13 +325,16 @@ impl Migration {
                     ticket:
                         Ticket {
                             seq,
-                            purpose: Purpose::Api(call),
+                            purpose: purpose @ (Purpose::Api(_) | Purpose::DeadlinePause),
                         },
                     result,
                     ..
                 } => {
-                    self.api_answered(seq);
-                    self.on_api_reply(call, &command, result, &mut out);
+                    self.answered(seq);
+                    match purpose {
+                        Purpose::Api(call) => self.on_api_reply(call, &command, result, &mut out),
+                        _ => deadline_pause_answered(result, &mut out),
+                    }
                 }
                 Input::Closed { side, reason } => {
                     self.api_lost(side, &Migration::monitor_closed(side, &reason), &mut out)
@@ -363,8 +385,10 @@ impl Migration {
     ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let Purpose::Api(call) = &purpose {
-            self.api_pending.push((seq, side, call.clone()));
+        match &purpose {
+            Purpose::Api(call) => self.awaited.push((seq, side, Awaited::Api(call.clone()))),
+            Purpose::DeadlinePause => self.awaited.push((seq, side, Awaited::DeadlinePause)),
+            _ => {}
         }
         out.push(Action::Send {
             side,
@@ -436,18 +460,14 @@ impl Migration {
                 }
             }
             Purpose::Api(call) => {
-                self.api_answered(ticket.seq);
+                self.answered(ticket.seq);
                 self.on_api_reply(call, &command, result, out)
             }
             Purpose::Policy => self.on_policy_reply(result, out),
             Purpose::FirstPassProbe => self.on_first_pass_probe(result, out),
             Purpose::DeadlinePause => {
-                if let Err(e) = result {
-                    out.push(Action::Warn(format!(
-                        "pausing post-copy at the deadline failed: {}",
-                        e.desc
-                    )));
-                }
+                self.answered(ticket.seq);
+                deadline_pause_answered(result, out);
             }
             Purpose::AutoSwitch => {
                 if let Err(e) = result {
