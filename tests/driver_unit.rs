@@ -1171,6 +1171,35 @@ fn a_source_postcopy_paused_during_finish_fails_only_the_source() {
     );
 }
 
+/// QEMU refuses `migrate` (QEMU 11.1 refuses 11.3.0's `detach`): nothing to cancel; the source
+/// goes straight to the reset and runs on, as libvirt's qemuMigrationSrcRun (ci/newest's
+/// pq-detach-refused found the shim sending `migrate_cancel` and waiting for ever).
+#[test]
+fn a_refused_migrate_is_not_cancelled() {
+    let mut f = Fake::new(PC);
+    f.fail
+        .push((Side::Src, "migrate", "Parameter 'detach' is unexpected"));
+    f.start();
+    assert_eq!(f.count("migrate"), 1);
+    assert_eq!(f.count("migrate_cancel"), 0, "no migration runs");
+    let e = f.done.clone().expect("done at once").expect_err("failed");
+    assert_eq!(
+        (e.code, e.message()),
+        (
+            code::INTERNAL_ERROR,
+            "internal error: unable to execute QEMU command 'migrate': Parameter 'detach' is unexpected"
+                .to_string()
+        )
+    );
+    // The source's capabilities are reset (the attach's events, the planner's, the reset).
+    assert_eq!(f.args_of(Side::Src, "migrate-set-capabilities").len(), 3);
+    // Never paused: it runs on as it was.
+    assert_eq!(
+        f.m.view(Side::Src).state,
+        DomainState::new(state::RUNNING, state::RUNNING_UNPAUSED)
+    );
+}
+
 /// The deadline passes in post-copy: the call ends at once, but the driver keeps awaiting QEMU's
 /// answer to its `migrate-pause` (queued behind a command on its way, it reaches QEMU only when
 /// the engine reads on), and a monitor that closes first leaves a warning, not a hang.

@@ -45,6 +45,14 @@ impl Migration {
                 self.report_instead(err, out);
             }
             _ if matches!(self.step, Step::Attach(_)) => self.finish_early(err, out),
+            // QEMU refused `migrate`: no migration runs, nothing to cancel. qemuMigrationSrcRun
+            // sets `cancel` only once `migrate` succeeded, so a refused one goes straight to the
+            // reset (§10.1); a `migrate_cancel` here would wait for a status that never comes.
+            Step::Perform(Perform::Migrate) => {
+                self.error.get_or_insert(err);
+                self.awaiting = None;
+                self.step = Step::Cleanup(Cleanup::ResetCaps);
+            }
             _ => self.fail(err, out),
         }
     }
