@@ -6,7 +6,7 @@ ours (tests/e2e/LIBVIRT-12.8.md, "Guest memory in post-copy"): the same guest ke
 line as ci/e2e's scenarios, the capabilities chosen here, the switch after a fixed time.
 
     tests/e2e/bare-postcopy.py --qemu QEMU --guest-elf target/guest/postcopy-guest.elf \
-        --runs 6 [--no-preempt] [--libvirt-caps]
+        --runs 6 [--no-preempt] [--libvirt-caps] [--postcopy-bandwidth MIB_S]
 
 Each run starts a source QEMU (the guest) and a destination QEMU (-incoming defer) on this
 machine's loopback, sets the capabilities on both (postcopy-ram and return-path; postcopy-preempt
@@ -15,7 +15,7 @@ switchover-ack, as libvirt 12.8 sets them), caps the pre-copy bandwidth, migrate
 migrate-start-postcopy after --switch-after seconds (and migrate-continue at pre-switchover), waits
 for `completed` on both sides, then reads the destination guest's serial output for --verify
 seconds. A run "verified" when the destination guest printed at least one `CHECK OK`, no `FAIL`
-and no `BOOT` line (a reboot) and QEMU sent no RESET event; otherwise it "lost" memory (the line
+and no `BOOT` line (a reboot), still beat in the last second, and QEMU sent no RESET event; otherwise it "lost" memory (the line
 says how). Exit status 0 when every run migrated (verified or lost: the counts are the result),
 1 when a migration itself failed or hung, 2 on bad arguments.
 """
@@ -100,7 +100,10 @@ def one_run(a, wd):
                   capabilities=[{"capability": c, "state": True} for c in ["events"] + on])
         port = free_port()
         dst.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
-        src.cmd("migrate-set-parameters", **{"max-bandwidth": a.bandwidth << 20})
+        params = {"max-bandwidth": a.bandwidth << 20}
+        if a.postcopy_bandwidth:
+            params["max-postcopy-bandwidth"] = a.postcopy_bandwidth << 20
+        src.cmd("migrate-set-parameters", **params)
         t0 = time.time()
         src.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
         switched = continued = False
@@ -125,7 +128,9 @@ def one_run(a, wd):
                 return "error", "the destination never reported completed"
             time.sleep(0.05)
         dst.cmd("query-status")  # reads the events sent so far
-        time.sleep(a.verify)
+        time.sleep(max(a.verify - 1, 0))
+        hb_before = sum(1 for l in open(f"{wd}/dst.serial", errors="replace") if l.startswith("HB "))
+        time.sleep(1)
         dst.cmd("query-status")
         out = open(f"{wd}/dst.serial", errors="replace").read().splitlines()
         ok = sum(1 for l in out if l.startswith("CHECK OK"))
@@ -136,7 +141,10 @@ def one_run(a, wd):
         what = f"{ok} CHECK OK, {len(fails)} FAIL, {boots} BOOT, {hbs} HB, {resets} RESET events"
         if fails:
             what += f"; first: {fails[0]}"
-        verdict = "verified" if ok >= 1 and not fails and boots == 0 and resets == 0 else "lost"
+        alive = hbs > hb_before
+        if not alive:
+            what += "; no heartbeat in the last second (stuck)"
+        verdict = "verified" if ok >= 1 and alive and not fails and boots == 0 and resets == 0 else "lost"
         return verdict, what
     finally:
         for p in procs:
@@ -152,6 +160,8 @@ def main():
                    help="the guest's command line (default: ci/e2e's FAST_GUEST)")
     p.add_argument("--memory", type=int, default=256)
     p.add_argument("--bandwidth", type=int, default=20, help="pre-copy cap, MiB/s (ci/e2e's --bandwidth 20)")
+    p.add_argument("--postcopy-bandwidth", type=int, default=0,
+                   help="post-copy cap, MiB/s (default: none, as ci/e2e's scenarios without --postcopy-bandwidth)")
     p.add_argument("--switch-after", type=float, default=1.5)
     p.add_argument("--verify", type=float, default=8.0)
     p.add_argument("--timeout", type=float, default=120.0)
@@ -165,6 +175,7 @@ def main():
         p.error(f"--guest-elf {a.guest_elf}: no such file")
     version = subprocess.run([a.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     print(f"{version}; preempt {'off' if a.no_preempt else 'on'}; "
+          f"post-copy cap {a.postcopy_bandwidth or 'none'} MiB/s; "
           f"{'libvirt 12.8' if a.libvirt_caps else 'minimal'} capabilities; guest '{a.guest}'")
     counts = {"verified": 0, "lost": 0, "error": 0}
     for i in range(a.runs):
