@@ -601,10 +601,12 @@ fn compare(path: &std::path::Path) -> Result<Replayed, String> {
     let t = postcopy_shim::load_transcript(path).map_err(|e| e.to_string())?;
     let bound = move_bound(&t.header.scenario)?;
     let mut view = shim_view(&t)?;
-    // A missing or unreadable outcome file fails the outcome comparison (the caller's
-    // load_outcome); without one, no call is inserted here.
-    if let Ok(o) = load_outcome(path) {
-        insert_silent_calls(&t, &mut view, &o)?;
+    // A missing outcome file fails the outcome comparison (the caller's load_outcome); without
+    // one, no call is inserted here. An unreadable one fails here.
+    match load_outcome(path) {
+        Ok(o) => insert_silent_calls(&t, &mut view, &o)?,
+        Err(_) if !outcome_path(path).exists() => {}
+        Err(e) => return Err(e),
     }
     let calls = 1 + view
         .records
@@ -851,12 +853,16 @@ struct LoggedEvent {
     text: String,
 }
 
-fn load_outcome(transcript: &std::path::Path) -> Result<LibvirtOutcome, String> {
+fn outcome_path(transcript: &std::path::Path) -> PathBuf {
     let stem = transcript
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let path = transcript.with_file_name(format!("{stem}.libvirt.json"));
+    transcript.with_file_name(format!("{stem}.libvirt.json"))
+}
+
+fn load_outcome(transcript: &std::path::Path) -> Result<LibvirtOutcome, String> {
+    let path = outcome_path(transcript);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         format!(
             "no {} (ci/e2e writes what libvirt reported next to each transcript): {e}",
@@ -1334,14 +1340,92 @@ fn the_resumed_once_evidence_compares_equal() {
     compare_outcome(&r, &o).unwrap_or_else(|e| panic!("{e}"));
 }
 
+fn evidence(name: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/e2e/evidence/{name}"))
+}
+
+/// A copy of an evidence transcript whose `.libvirt.json` has one step edited, in a directory of
+/// its own; returns the copy's path.
+fn with_edited_step(tag: &str, name: &str, call: &str, edit: impl Fn(&mut Value)) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("e2e-compare-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jsonl = dir.join(format!("{name}.jsonl"));
+    std::fs::copy(evidence(&format!("{name}.jsonl")), &jsonl).unwrap();
+    let text = std::fs::read_to_string(evidence(&format!("{name}.libvirt.json"))).unwrap();
+    let mut o: Value = serde_json::from_str(&text).unwrap();
+    let steps = o["steps"].as_array_mut().unwrap();
+    let step = steps.iter_mut().find(|s| s["call"] == call).unwrap();
+    edit(step);
+    std::fs::write(dir.join(format!("{name}.libvirt.json")), o.to_string()).unwrap();
+    jsonl
+}
+
+/// Entry 12: libvirt 12.8 refused a plain `domjobabort` in post-copy without a word to QEMU
+/// (ci/newest `n-abort-refused`); the shim, given the same call at the time libvirt's returned,
+/// refuses it the same way, and everything else compares equal.
+#[test]
+fn the_refused_abort_evidence_compares_equal() {
+    let path = evidence("n-abort-refused.jsonl");
+    let r = compare(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        r.trace.iter().any(|l| l == "api abort_job flags=0x0"),
+        "{:?}",
+        r.trace
+    );
+    assert!(
+        r.trace.iter().any(|l| l
+            == "api abort_job returned VIR_ERR_OPERATION_INVALID: Requested operation is not valid: cannot abort migration in post-copy mode"),
+        "{:?}",
+        r.trace
+    );
+    let o = load_outcome(&path).unwrap_or_else(|e| panic!("{e}"));
+    compare_outcome(&r, &o).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The refused call is placed by time: moved 1 s earlier, before the switch, it reaches the shim in
+/// pre-copy, where an abort is not refused, and the replay fails there.
+#[test]
+fn a_refused_abort_placed_in_pre_copy_fails_the_replay() {
+    let path = with_edited_step("pre-copy", "n-abort-refused", "domjobabort", |s| {
+        s["t0_ms"] = json!(s["t0_ms"].as_u64().unwrap() - 1000);
+        s["t1_ms"] = json!(s["t1_ms"].as_u64().unwrap() - 1000);
+    });
+    let e = compare(&path).expect_err("an abort in pre-copy is not refused");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    // In pre-copy the shim takes the abort (it cancels: migrate_cancel, whose reply the
+    // recording does not have), so the refusal libvirt returned in post-copy never comes.
+    assert!(
+        e.contains("expected (recorded): api abort_job -> VIR_ERR_OPERATION_INVALID: Requested operation is not valid: cannot abort migration in post-copy mode"),
+        "{e}"
+    );
+    assert!(e.contains("no API return yet"), "{e}");
+}
+
+/// libvirt's refusal is the return the replay expects: another message fails it.
+#[test]
+fn another_refusal_message_fails_the_replay() {
+    let path = with_edited_step("message", "n-abort-refused", "domjobabort", |s| {
+        s["errors"] = json!(["Requested operation is not valid: no job is active on the domain"]);
+    });
+    let e = compare(&path).expect_err("the shim's refusal differs from the edited one");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    assert!(
+        e.contains("expected (recorded): api abort_job -> VIR_ERR_OPERATION_INVALID: Requested operation is not valid: no job is active on the domain"),
+        "{e}"
+    );
+    assert!(
+        e.contains("cannot abort migration in post-copy mode"),
+        "{e}"
+    );
+}
+
 /// The evidence of the reported shim defect (ALLOWED-DIFFERENCES.md entry 13): QEMU 11.1 refused
 /// pristine 11.3.0's `migrate`; libvirt resets the capabilities, the shim sends migrate_cancel.
 /// When the shim is fixed this test fails: then the scenario compares equal, and the entry, its
 /// REPORTED_DIVERGENCES line and this test go.
 #[test]
 fn the_refused_migrate_evidence_shows_the_reported_divergence() {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../tests/e2e/evidence/pq-detach-refused-cancel.jsonl");
+    let path = evidence("pq-detach-refused-cancel.jsonl");
     let e = compare(&path).expect_err("the shim no longer cancels after a refused migrate");
     match reported_divergence(&path, &e) {
         Some(Ok(_)) => {}
