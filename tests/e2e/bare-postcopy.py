@@ -9,7 +9,7 @@ line as ci/e2e's scenarios, the capabilities chosen here, the switch after a fix
         --runs 6 [--no-preempt] [--libvirt-caps] [--postcopy-bandwidth MIB_S]
 
 Each run starts a source QEMU (the guest) and a destination QEMU (-incoming defer) on this
-machine's loopback, sets the capabilities on both (postcopy-ram and return-path; postcopy-preempt
+machine's loopback (or, with --testbed, in the two hosts of a fresh `postcopy testbed`), sets the capabilities on both (postcopy-ram and return-path; postcopy-preempt
 unless --no-preempt; with --libvirt-caps also pause-before-switchover, late-block-activate and
 switchover-ack, as libvirt 12.8 sets them), caps the pre-copy bandwidth, migrates, sends
 migrate-start-postcopy after --switch-after seconds (and migrate-continue at pre-switchover), waits
@@ -66,8 +66,8 @@ class Qmp:
             return r["return"]
 
 
-def start_qemu(qemu, wd, side, guest, cmdline, mem):
-    argv = [qemu, "-M", "pc", "-accel", "tcg", "-m", str(mem), "-display", "none",
+def start_qemu(qemu, wd, side, guest, cmdline, mem, host=None):
+    argv = ([] if host is None else ["nsenter", f"--net={host}", "--"]) + [qemu, "-M", "pc", "-accel", "tcg", "-m", str(mem), "-display", "none",
             "-nodefaults", "-no-user-config", "-kernel", guest, "-append", cmdline,
             "-serial", f"file:{wd}/{side}.serial", "-qmp", f"unix:{wd}/{side}.qmp,server=on,wait=off"]
     if side == "dst":
@@ -83,9 +83,31 @@ def free_port():
     return p
 
 
-def one_run(a, wd):
-    procs = [start_qemu(a.qemu, wd, "src", a.guest_elf, a.guest, a.memory),
-             start_qemu(a.qemu, wd, "dst", a.guest_elf, a.guest, a.memory)]
+class Testbed:
+    """`postcopy testbed`: two network namespaces joined by a shaped link, held while its stdin
+    stays open (docs/testbed.md)."""
+
+    def __init__(self, postcopy, rate):
+        self.p = subprocess.Popen([postcopy, "testbed", "--link-rate", str(rate)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        line = self.p.stdout.readline()
+        if not line.startswith("testbed "):
+            self.p.kill()
+            raise RuntimeError(f"the testbed did not come up: {line!r}")
+        kv = dict(w.split("=", 1) for w in line.split()[1:])
+        self.src, self.dst, self.dst_addr = kv["src_netns"], kv["dst_netns"], kv["dst_addr"]
+
+    def close(self):
+        self.p.stdin.close()
+        if self.p.wait(timeout=30) != 0:
+            raise RuntimeError("the testbed's teardown failed")
+
+
+def one_run(a, wd, tb):
+    hosts = (None, None) if tb is None else (tb.src, tb.dst)
+    addr = "127.0.0.1" if tb is None else tb.dst_addr
+    procs = [start_qemu(a.qemu, wd, "src", a.guest_elf, a.guest, a.memory, hosts[0]),
+             start_qemu(a.qemu, wd, "dst", a.guest_elf, a.guest, a.memory, hosts[1])]
     try:
         src, dst = Qmp(f"{wd}/src.qmp", 10), Qmp(f"{wd}/dst.qmp", 10)
         end = time.time() + 20
@@ -99,13 +121,13 @@ def one_run(a, wd):
             q.cmd("migrate-set-capabilities",
                   capabilities=[{"capability": c, "state": True} for c in ["events"] + on])
         port = free_port()
-        dst.cmd("migrate-incoming", uri=f"tcp:127.0.0.1:{port}")
+        dst.cmd("migrate-incoming", uri=f"tcp:{addr}:{port}")
         params = {"max-bandwidth": a.bandwidth << 20}
         if a.postcopy_bandwidth:
             params["max-postcopy-bandwidth"] = a.postcopy_bandwidth << 20
         src.cmd("migrate-set-parameters", **params)
         t0 = time.time()
-        src.cmd("migrate", uri=f"tcp:127.0.0.1:{port}")
+        src.cmd("migrate", uri=f"tcp:{addr}:{port}")
         switched = continued = False
         while True:
             st = src.cmd("query-migrate").get("status")
@@ -168,6 +190,8 @@ def main():
     p.add_argument("--runs", type=int, default=6)
     p.add_argument("--no-preempt", action="store_true")
     p.add_argument("--libvirt-caps", action="store_true")
+    p.add_argument("--testbed", metavar="POSTCOPY",
+                   help="run the QEMUs in the hosts of `POSTCOPY testbed` (64 MiB/s link) instead of on loopback")
     a = p.parse_args()
     if not shutil.which(a.qemu) and not os.access(a.qemu, os.X_OK):
         p.error(f"--qemu {a.qemu}: not an executable")
@@ -176,14 +200,20 @@ def main():
     version = subprocess.run([a.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
     print(f"{version}; preempt {'off' if a.no_preempt else 'on'}; "
           f"post-copy cap {a.postcopy_bandwidth or 'none'} MiB/s; "
-          f"{'libvirt 12.8' if a.libvirt_caps else 'minimal'} capabilities; guest '{a.guest}'")
+          f"{'libvirt 12.8' if a.libvirt_caps else 'minimal'} capabilities; guest '{a.guest}'; "
+          f"{'testbed, 64 MiB/s link' if a.testbed else 'loopback'}")
     counts = {"verified": 0, "lost": 0, "error": 0}
     for i in range(a.runs):
         wd = tempfile.mkdtemp(prefix="bare-postcopy-")
+        tb = None
         try:
-            verdict, what = one_run(a, wd)
+            tb = Testbed(a.testbed, 64) if a.testbed else None
+            verdict, what = one_run(a, wd, tb)
         except RuntimeError as e:
             verdict, what = "error", str(e)
+        finally:
+            if tb is not None:
+                tb.close()
         counts[verdict] += 1
         print(f"run {i + 1}: {verdict}: {what}", flush=True)
         shutil.rmtree(wd, ignore_errors=True)
