@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -43,6 +44,7 @@ class Qmp:
                 if time.time() > end:
                     raise RuntimeError(f"cannot connect to QMP at {path}")
                 time.sleep(0.05)
+        self.s.settimeout(30)  # a QEMU that stops answering fails the run, it does not hang it
         self.f = self.s.makefile("rw")
         self.greeting = json.loads(self.f.readline())
         self.cmd("qmp_capabilities")
@@ -175,6 +177,8 @@ def one_run(a, wd, tb):
 
 
 def main():
+    # `timeout` ends the script with SIGTERM: unwind, so that every QEMU is killed (finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--qemu", required=True)
     p.add_argument("--guest-elf", required=True)
@@ -209,14 +213,16 @@ def main():
         try:
             tb = Testbed(a.testbed, 64) if a.testbed else None
             verdict, what = one_run(a, wd, tb)
-        except RuntimeError as e:
+        except (RuntimeError, OSError) as e:
             verdict, what = "error", str(e)
         finally:
-            if tb is not None:
-                tb.close()
+            try:
+                if tb is not None:
+                    tb.close()
+            finally:
+                shutil.rmtree(wd, ignore_errors=True)
         counts[verdict] += 1
         print(f"run {i + 1}: {verdict}: {what}", flush=True)
-        shutil.rmtree(wd, ignore_errors=True)
     print(f"{counts['lost']} of {a.runs} lost guest memory, {counts['verified']} verified, "
           f"{counts['error']} did not migrate")
     sys.exit(1 if counts["error"] else 0)
