@@ -28,7 +28,7 @@ use std::path::PathBuf;
 use serde_json::{json, Value};
 
 use postcopy_core::engine::{EngineError, Report};
-use postcopy_core::transcript::format::MonitorTag;
+use postcopy_core::transcript::format::{ApiRecord, MonitorTag};
 use postcopy_core::transcript::{Divergence, Record, ReplayTransport, Transcript};
 use postcopy_tools::libvirt_log::{
     import, parse_entries, virsh_event, ImportOptions, VirshEvent, RECORDER,
@@ -560,17 +560,19 @@ const MOVE_BOUNDS: &[(&str, usize)] = &[
     // the failed first call of a recovery scenario on 11.3.0 (its resume crashes the daemon)
     ("u-crash", 4),
     ("u-cut-crash", 4),
-    // ci/newest, libvirt 12.8 (not yet measured run by run: the bound of the matching 11.3
-    // scenarios, doubled; the global bound before per-scenario bounds was 40)
-    ("n-migrate-postcopy", 8),
-    ("n-virsh-switch", 8),
-    ("n-converge", 8),
-    ("n-abort-refused", 8),
-    ("n-recover", 16),
-    // ci/newest, libvirt 11.3.0 (pristine and patched) with QEMU 11.1 guests, likewise unmeasured
+    // ci/newest, libvirt 12.8 on the testbed: the bounds of the matching 11.3 scenarios (at least
+    // twice the most seen in 5 runs: 1 in each single-call scenario, 2 in the recoveries)
+    ("n-migrate-postcopy", 4),
+    ("n-virsh-switch", 4),
+    ("n-converge", 4),
+    ("n-abort-refused", 4),
+    ("n-recover", 8),
+    ("n-cut-recover", 8),
+    // ci/newest, libvirt 11.3.0 (pristine and patched) with QEMU 11.1 guests, likewise (at most 1
+    // and 2 moves in 3 runs; pq-detach-refused stops at the reported divergence, entry 13)
     ("pq-detach-refused", 4),
-    ("pq-flag-virsh", 8),
-    ("pq-flag-recover", 16),
+    ("pq-flag-virsh", 4),
+    ("pq-flag-recover", 8),
 ];
 
 fn move_bound(scenario: &str) -> Result<usize, String> {
@@ -599,6 +601,13 @@ fn compare(path: &std::path::Path) -> Result<Replayed, String> {
     let t = postcopy_shim::load_transcript(path).map_err(|e| e.to_string())?;
     let bound = move_bound(&t.header.scenario)?;
     let mut view = shim_view(&t)?;
+    // A missing outcome file fails the outcome comparison (the caller's load_outcome); without
+    // one, no call is inserted here. An unreadable one fails here.
+    match load_outcome(path) {
+        Ok(o) => insert_silent_calls(&t, &mut view, &o)?,
+        Err(_) if !outcome_path(path).exists() => {}
+        Err(e) => return Err(e),
+    }
     let calls = 1 + view
         .records
         .iter()
@@ -687,6 +696,106 @@ fn compare(path: &std::path::Path) -> Result<Replayed, String> {
     }
 }
 
+fn record_t(r: &Record) -> u64 {
+    match r {
+        Record::Recv { t, .. }
+        | Record::Send { t, .. }
+        | Record::Closed { t, .. }
+        | Record::Api { t, .. }
+        | Record::ApiReturn { t, .. }
+        | Record::Migrate { t, .. }
+        | Record::Tick { t }
+        | Record::Note { t, .. } => *t,
+    }
+}
+
+/// Allowed difference 12: a client call that libvirt refused without a word to QEMU (`virsh
+/// domjobabort` without `--postcopy` in post-copy: "cannot abort migration in post-copy mode")
+/// leaves nothing in the daemons' QMP logs, so the import cannot place it. The shim is given the
+/// same call (`abort_job`, flags 0) at the time libvirt's call returned (`t1_ms` of its step),
+/// followed by libvirt's result as the return to expect: the replay compares the shim's answer,
+/// and [`compare_outcome`] compares it again as an API result. Printed each time.
+fn insert_silent_calls(
+    t: &Transcript,
+    view: &mut Transcript,
+    o: &LibvirtOutcome,
+) -> Result<(), String> {
+    let silent: Vec<&Step> = o.steps.iter().filter(|s| s.call == "domjobabort").collect();
+    if silent.is_empty() {
+        return Ok(());
+    }
+    // The transcript's times are ms after its first logged message. QEMU's events carry the wall
+    // clock at which QEMU sent them, at most a few ms before libvirt logged them: the largest
+    // (wall clock - transcript time) of all events is the transcript's start on the wall clock.
+    let start = t
+        .records
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Record::Recv { t, msg, .. } => {
+                let ts = msg.get("timestamp")?;
+                let ms =
+                    ts.get("seconds")?.as_u64()? * 1000 + ts.get("microseconds")?.as_u64()? / 1000;
+                ms.checked_sub(*t)
+            }
+            _ => None,
+        })
+        .max()
+        .ok_or(
+            "no QEMU event with a timestamp in the transcript: cannot place libvirt's refused call",
+        )?;
+    let mut records: Vec<Record> = view.records.iter().map(|(_, r)| r.clone()).collect();
+    for s in silent {
+        if s.exit == 0 {
+            return Err(
+                "a `domjobabort` that succeeded sent migrate_cancel from a client thread, which the import does not map to a client call: not comparable yet".into(),
+            );
+        }
+        let at = s.t1_ms.checked_sub(start).ok_or(format!(
+            "`domjobabort` returned at {} ms, before the transcript's start ({start} ms)",
+            s.t1_ms
+        ))?;
+        let result = libvirt_result(s);
+        // Before the first message of QEMU or libvirt logged after it (the shim's inserted
+        // attach sequence has no time of its own: it is skipped).
+        let index = records
+            .iter()
+            .position(|r| {
+                matches!(
+                    r,
+                    Record::Send { .. } | Record::Recv { .. } | Record::Migrate { .. }
+                ) && record_t(r) > at
+            })
+            .unwrap_or(records.len());
+        println!(
+            "  allowed difference 12: libvirt's `domjobabort` (no QMP; it returned `{result}`) given to the shim at {at} ms"
+        );
+        records.insert(
+            index,
+            Record::ApiReturn {
+                t: at,
+                call: "abort_job".into(),
+                result,
+            },
+        );
+        records.insert(
+            index,
+            Record::Api {
+                t: at,
+                api: ApiRecord {
+                    call: "abort_job".into(),
+                    flags: 0,
+                },
+            },
+        );
+    }
+    view.records = records
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| (i + 2, r))
+        .collect();
+    Ok(())
+}
+
 fn failure(e: &str, trace: &[String], moves: &[String]) -> String {
     let tail: Vec<&str> = trace
         .iter()
@@ -744,12 +853,16 @@ struct LoggedEvent {
     text: String,
 }
 
-fn load_outcome(transcript: &std::path::Path) -> Result<LibvirtOutcome, String> {
+fn outcome_path(transcript: &std::path::Path) -> PathBuf {
     let stem = transcript
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let path = transcript.with_file_name(format!("{stem}.libvirt.json"));
+    transcript.with_file_name(format!("{stem}.libvirt.json"))
+}
+
+fn load_outcome(transcript: &std::path::Path) -> Result<LibvirtOutcome, String> {
+    let path = outcome_path(transcript);
     let text = std::fs::read_to_string(&path).map_err(|e| {
         format!(
             "no {} (ci/e2e writes what libvirt reported next to each transcript): {e}",
@@ -913,15 +1026,19 @@ fn compare_outcome(r: &Replayed, o: &LibvirtOutcome) -> Result<String, String> {
         }
     }
     // API calls made during a migrate call: their results, in order.
-    let api_steps: Vec<(&str, String)> = o
-        .steps
-        .iter()
-        .filter_map(|s| match s.call.as_str() {
-            "migrate-postcopy" => Some(("start_postcopy", libvirt_result(s))),
-            "domjobabort-postcopy" => Some(("abort_job", libvirt_result(s))),
-            _ => None,
-        })
-        .collect();
+    let mut api_steps: Vec<(&str, String)> = Vec::new();
+    for s in &o.steps {
+        match s.call.as_str() {
+            "migrate-postcopy" => api_steps.push(("start_postcopy", libvirt_result(s))),
+            "domjobabort-postcopy" | "domjobabort" => {
+                api_steps.push(("abort_job", libvirt_result(s)))
+            }
+            "migrate" | "cut" => {}
+            other => errors.push(format!(
+                "step `{other}`: a call the comparison does not know (tests/e2e/README.md lists the calls)"
+            )),
+        }
+    }
     let mut shim_api: Vec<(&str, String)> = r
         .trace
         .iter()
@@ -1032,6 +1149,67 @@ fn compare_outcome(r: &Replayed, o: &LibvirtOutcome) -> Result<String, String> {
     }
 }
 
+/// Divergences between the shim and libvirt that this comparison found in the shim and that are
+/// reported, not yet fixed (ALLOWED-DIFFERENCES.md entry 13): the scenario, what libvirt sent
+/// there, what the shim sent instead, and the last message the shim received before it. Each
+/// must show exactly so (anything else in that scenario fails), and a scenario that no longer
+/// shows its divergence fails until its entry is removed.
+const REPORTED_DIVERGENCES: &[(&str, &str, &str, &str)] = &[(
+    // QEMU refused `migrate` (pristine 11.3.0's `detach`, answered to the shim's command without
+    // it, entry 10): libvirt goes to its error path without migrate_cancel (qemuMigrationSrcRun
+    // sets `cancel` only once qemuMigrationSrcStart succeeded) and resets the capabilities; the
+    // shim sends migrate_cancel (core/src/driver/failure.rs, start_cleanup: `migrating` includes
+    // the step whose `migrate` was refused) and would then wait for a cancelled status that QEMU,
+    // with no migration running, never sends.
+    "pq-detach-refused",
+    "src -> migrate-set-capabilities",
+    "src -> migrate_cancel",
+    r#"src <- error {"class":"GenericError","desc":"Parameter 'detach' is unexpected"}"#,
+)];
+
+/// The scenario a transcript's header names.
+fn scenario_of(transcript: &std::path::Path) -> Option<String> {
+    postcopy_shim::load_transcript(transcript)
+        .ok()
+        .map(|t| t.header.scenario)
+}
+
+/// None: the transcript's scenario has no reported divergence. Some(Ok(what)): the failure is
+/// exactly the reported one. Some(Err(why)): the scenario has one, but this failure is another.
+fn reported_divergence(f: &std::path::Path, error: &str) -> Option<Result<String, String>> {
+    let scenario = scenario_of(f)?;
+    let (_, expected, got, last) = REPORTED_DIVERGENCES.iter().find(|r| r.0 == scenario)?;
+    let field = |name: &str| {
+        error
+            .lines()
+            .find_map(|l| l.trim().strip_prefix(name).map(str::trim))
+            .unwrap_or("")
+            .to_string()
+    };
+    let (e, g) = (field("expected (recorded):"), field("got (shim):"));
+    let steps: Vec<&str> = error
+        .lines()
+        .skip_while(|l| !l.contains("the shim's last steps:"))
+        .skip(1)
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("interleaving adjustments"))
+        .collect();
+    let ok = e.starts_with(expected)
+        && g == *got
+        && steps.len() >= 2
+        && steps[steps.len() - 2] == *last
+        && steps[steps.len() - 1] == *got;
+    Some(if ok {
+        Ok(format!(
+            "libvirt `{expected}`, the shim `{got}` after `{last}`"
+        ))
+    } else {
+        Err(format!(
+            "(not the reported divergence of this scenario: libvirt `{expected}`, the shim `{got}` after `{last}`)"
+        ))
+    })
+}
+
 /// Run by ci/e2e (`--ignored`), which sets E2E_TRANSCRIPTS to the transcripts imported from real
 /// libvirt daemons. Run by hand without them, it fails: an empty comparison proves nothing.
 #[test]
@@ -1050,11 +1228,8 @@ fn libvirt_transcripts_replay_against_the_shim() {
         !files.is_empty(),
         "no transcripts (*.jsonl) in E2E_TRANSCRIPTS={dir}: nothing was compared"
     );
-    // ci/newest's libvirt 12.8 scenarios record no outcome files yet: that lane compares their
-    // QMP only and says so (E2E_OUTCOMES=qmp-only); ci/e2e requires every outcome.
-    let qmp_only = std::env::var("E2E_OUTCOMES").is_ok_and(|v| v == "qmp-only");
-    let mut qmp_only_count = 0;
     let mut failures = Vec::new();
+    let mut reported = Vec::new();
     let mut moves = Vec::new();
     for f in &files {
         let replayed = match compare(f) {
@@ -1064,19 +1239,37 @@ fn libvirt_transcripts_replay_against_the_shim() {
                 r
             }
             Err(e) => {
-                println!("QMP DIFFERENT from libvirt's: {}:\n{e}", f.display());
-                failures.push(format!("{} (QMP)", f.display()));
+                match reported_divergence(f, &e) {
+                    Some(Ok(entry)) => {
+                        println!(
+                            "QMP DIFFERENT from libvirt's, the REPORTED SHIM DEFECT of ALLOWED-DIFFERENCES.md entry 13 ({entry}): {}:\n{e}\n  (results, states and events not compared: the replay stops there)",
+                            f.display()
+                        );
+                        reported.push(format!("{}: {entry}", f.display()));
+                    }
+                    Some(Err(other)) => {
+                        println!(
+                            "QMP DIFFERENT from libvirt's: {}:\n{e}\n  {other}",
+                            f.display()
+                        );
+                        failures.push(format!("{} (QMP)", f.display()));
+                    }
+                    None => {
+                        println!("QMP DIFFERENT from libvirt's: {}:\n{e}", f.display());
+                        failures.push(format!("{} (QMP)", f.display()));
+                    }
+                }
                 continue;
             }
         };
-        let outcome_file = f.with_extension("libvirt.json");
-        if qmp_only && !outcome_file.exists() {
+        if REPORTED_DIVERGENCES
+            .iter()
+            .any(|r| Some(r.0) == scenario_of(f).as_deref())
+        {
             println!(
-                "  QMP only: no {} (E2E_OUTCOMES=qmp-only)",
-                outcome_file.display()
+                "  the reported divergence of ALLOWED-DIFFERENCES.md entry 13 no longer shows: remove its entry from REPORTED_DIVERGENCES"
             );
-            qmp_only_count += 1;
-            continue;
+            failures.push(format!("{} (a reported divergence is gone)", f.display()));
         }
         match load_outcome(f).and_then(|o| compare_outcome(&replayed, &o)) {
             Ok(s) => println!("  {s}"),
@@ -1087,9 +1280,10 @@ fn libvirt_transcripts_replay_against_the_shim() {
         }
     }
     println!("interleaving moves used per scenario: {}", moves.join(", "));
-    if qmp_only_count > 0 {
+    if !reported.is_empty() {
         println!(
-            "{qmp_only_count} transcript(s) compared on QMP only (no libvirt outcome recorded)"
+            "{} transcript(s) show a reported shim defect (ALLOWED-DIFFERENCES.md entry 13): {reported:?}",
+            reported.len()
         );
     }
     assert!(
@@ -1144,6 +1338,99 @@ fn the_resumed_once_evidence_compares_equal() {
     let r = compare(&path).unwrap_or_else(|e| panic!("{e}"));
     let o = load_outcome(&path).unwrap_or_else(|e| panic!("{e}"));
     compare_outcome(&r, &o).unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn evidence(name: &str) -> PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../tests/e2e/evidence/{name}"))
+}
+
+/// A copy of an evidence transcript whose `.libvirt.json` has one step edited, in a directory of
+/// its own; returns the copy's path.
+fn with_edited_step(tag: &str, name: &str, call: &str, edit: impl Fn(&mut Value)) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("e2e-compare-{}-{tag}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let jsonl = dir.join(format!("{name}.jsonl"));
+    std::fs::copy(evidence(&format!("{name}.jsonl")), &jsonl).unwrap();
+    let text = std::fs::read_to_string(evidence(&format!("{name}.libvirt.json"))).unwrap();
+    let mut o: Value = serde_json::from_str(&text).unwrap();
+    let steps = o["steps"].as_array_mut().unwrap();
+    let step = steps.iter_mut().find(|s| s["call"] == call).unwrap();
+    edit(step);
+    std::fs::write(dir.join(format!("{name}.libvirt.json")), o.to_string()).unwrap();
+    jsonl
+}
+
+/// Entry 12: libvirt 12.8 refused a plain `domjobabort` in post-copy without a word to QEMU
+/// (ci/newest `n-abort-refused`); the shim, given the same call at the time libvirt's returned,
+/// refuses it the same way, and everything else compares equal.
+#[test]
+fn the_refused_abort_evidence_compares_equal() {
+    let path = evidence("n-abort-refused.jsonl");
+    let r = compare(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        r.trace.iter().any(|l| l == "api abort_job flags=0x0"),
+        "{:?}",
+        r.trace
+    );
+    assert!(
+        r.trace.iter().any(|l| l
+            == "api abort_job returned VIR_ERR_OPERATION_INVALID: Requested operation is not valid: cannot abort migration in post-copy mode"),
+        "{:?}",
+        r.trace
+    );
+    let o = load_outcome(&path).unwrap_or_else(|e| panic!("{e}"));
+    compare_outcome(&r, &o).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// The refused call is placed by time: moved 1 s earlier, before the switch, it reaches the shim in
+/// pre-copy, where an abort is not refused, and the replay fails there.
+#[test]
+fn a_refused_abort_placed_in_pre_copy_fails_the_replay() {
+    let path = with_edited_step("pre-copy", "n-abort-refused", "domjobabort", |s| {
+        s["t0_ms"] = json!(s["t0_ms"].as_u64().unwrap() - 1000);
+        s["t1_ms"] = json!(s["t1_ms"].as_u64().unwrap() - 1000);
+    });
+    let e = compare(&path).expect_err("an abort in pre-copy is not refused");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    // In pre-copy the shim takes the abort (it cancels: migrate_cancel, whose reply the
+    // recording does not have), so the refusal libvirt returned in post-copy never comes.
+    assert!(
+        e.contains("expected (recorded): api abort_job -> VIR_ERR_OPERATION_INVALID: Requested operation is not valid: cannot abort migration in post-copy mode"),
+        "{e}"
+    );
+    assert!(e.contains("no API return yet"), "{e}");
+}
+
+/// libvirt's refusal is the return the replay expects: another message fails it.
+#[test]
+fn another_refusal_message_fails_the_replay() {
+    let path = with_edited_step("message", "n-abort-refused", "domjobabort", |s| {
+        s["errors"] = json!(["Requested operation is not valid: no job is active on the domain"]);
+    });
+    let e = compare(&path).expect_err("the shim's refusal differs from the edited one");
+    std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    assert!(
+        e.contains("expected (recorded): api abort_job -> VIR_ERR_OPERATION_INVALID: Requested operation is not valid: no job is active on the domain"),
+        "{e}"
+    );
+    assert!(
+        e.contains("cannot abort migration in post-copy mode"),
+        "{e}"
+    );
+}
+
+/// The evidence of the reported shim defect (ALLOWED-DIFFERENCES.md entry 13): QEMU 11.1 refused
+/// pristine 11.3.0's `migrate`; libvirt resets the capabilities, the shim sends migrate_cancel.
+/// When the shim is fixed this test fails: then the scenario compares equal, and the entry, its
+/// REPORTED_DIVERGENCES line and this test go.
+#[test]
+fn the_refused_migrate_evidence_shows_the_reported_divergence() {
+    let path = evidence("pq-detach-refused-cancel.jsonl");
+    let e = compare(&path).expect_err("the shim no longer cancels after a refused migrate");
+    match reported_divergence(&path, &e) {
+        Some(Ok(_)) => {}
+        other => panic!("not the reported divergence: {other:?}\n{e}"),
+    }
 }
 
 #[test]
