@@ -1481,6 +1481,16 @@ fn virsh_event_lines_read_as_the_shims_event_names() {
         ),
         m("JOB_COMPLETED")
     );
+    // libvirt's monitor error (seen on a QEMU 11.1 source stopped after its migration): no
+    // details, another type.
+    assert_eq!(
+        virsh_event("event 'control-error' for domain 'e2e-x'", d),
+        Some(VirshEvent::Other("control-error".to_string()))
+    );
+    assert_eq!(
+        virsh_event("event 'control-error' for domain 'e2e-xy'", d),
+        None
+    );
     assert_eq!(
         virsh_event("event 'rtc-change' for domain 'e2e-x': 0", d),
         Some(VirshEvent::Other("rtc-change".into()))

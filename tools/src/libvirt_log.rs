@@ -599,11 +599,18 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
 /// for it (tools/virsh-domain-event.c, without the timestamp): `event 'lifecycle' for domain
 /// 'NAME': Suspended Post-copy`, `event 'migration-iteration' for domain 'NAME': iteration:
 /// '2'`, `event 'job-completed' for domain 'NAME':` followed by its parameters. Another event
-/// type gives `Other("TYPE")`; text that is not an event of `domain` gives `None`.
+/// type gives `Other("TYPE")` (also one without details, as `event 'control-error' for domain
+/// 'NAME'`); text that is not an event of `domain` gives `None`.
 pub fn virsh_event(text: &str, domain: &str) -> Option<VirshEvent> {
     let rest = text.strip_prefix("event '")?;
     let (kind, rest) = rest.split_once('\'')?;
-    let rest = rest.strip_prefix(&format!(" for domain '{domain}':"))?;
+    let rest = rest.strip_prefix(&format!(" for domain '{domain}'"))?;
+    // Events without details (`control-error`) end at the domain's name.
+    let rest = match rest.strip_prefix(':') {
+        Some(r) => r,
+        None if rest.is_empty() => rest,
+        None => return None,
+    };
     let first = rest.lines().next().unwrap_or("").trim();
     Some(match kind {
         "lifecycle" => {
