@@ -210,8 +210,11 @@ pub struct LinkSpec {
     pub rtt_ms: u64,
 }
 
-/// What one run measured. Host times are ms after the migrate call (control: after watching
-/// began).
+/// How long the guest is watched before the migrate call (its frames have negative host times).
+pub const LEAD_IN: Duration = Duration::from_millis(300);
+
+/// What one run measured. Host times are ms after the migrate call (control: after the
+/// lead-in), negative in the lead-in.
 #[derive(Debug, Clone, Default)]
 pub struct RunResult {
     pub completed: bool,
@@ -454,13 +457,18 @@ pub fn run_one(
     let dst = Domain::open_qmp(&dst_qmp.display().to_string());
     let procs: Procs = Arc::new(Mutex::new(pair));
 
+    // The guest is watched from LEAD_IN before the migrate call, so the interval that spans the
+    // switch has its frame before it even when the source stops at once.
+    let watch = Instant::now();
+    let fsrc = follow(src_serial.clone(), len_of(&src_serial), watch, env.poll);
+    let fdst = follow(dst_serial.clone(), 0, watch, env.poll);
+    thread::sleep(LEAD_IN);
     let t0 = Instant::now();
     let t0_epoch = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0);
-    let fsrc = follow(src_serial.clone(), len_of(&src_serial), t0, env.poll);
-    let fdst = follow(dst_serial.clone(), 0, t0, env.poll);
+    let lead_ms = t0.duration_since(watch).as_secs_f64() * 1000.0;
     let mut r = RunResult::default();
 
     if policy == Policy::Control {
@@ -485,6 +493,9 @@ pub fn run_one(
             // CHECK FAIL, FAIL, or a report line that did not parse.
             _ => r.check_failures += 1,
         }
+    }
+    for f in &mut frames {
+        f.1.host_ms -= lead_ms;
     }
     r.frames = merge_frames(frames);
     kill(&procs, Side::Src);

@@ -411,15 +411,14 @@ impl Ratio {
         } else {
             String::new()
         };
+        let interval = if c.n < 2 {
+            "no interval from one pair".to_string()
+        } else {
+            format!("{:.2}–{:.2}, {:.1} %", c.lo, c.hi, c.coverage * 100.0)
+        };
         format!(
-            "{:.2} [{:.2}–{:.2}, {:.0} %], {}/{} below 1, p = {:.3}{pre}",
-            c.median,
-            c.lo,
-            c.hi,
-            c.coverage * 100.0,
-            self.sign.below,
-            self.pairs,
-            self.sign.p
+            "{:.2} [{interval}], {}/{} below 1, p = {:.3}{pre}",
+            c.median, self.sign.below, self.pairs, self.sign.p
         )
     }
 }

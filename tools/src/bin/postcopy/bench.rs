@@ -54,7 +54,7 @@ pub struct BenchArgs {
     /// Output directory (benchmark.md, CSV, SVG).
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
-    /// Replay every qemu-fixtures transcript this many times (0: skip; default 20, 3 with --quick).
+    /// Replay every qemu-fixtures transcript this many times (0: skip; default 20, 1 with --quick).
     #[arg(long)]
     replay: Option<usize>,
     /// Where the transcripts are.
@@ -65,11 +65,11 @@ pub struct BenchArgs {
     /// Serial console poll period, ms.
     #[arg(long, default_value_t = 1)]
     poll_ms: u64,
-    /// Seconds the host keeps watching the guest after the migration returned (default 2; 1.5
+    /// Seconds the host keeps watching the guest after the migration returned (default 2; 1.2
     /// with --quick).
     #[arg(long)]
     tail: Option<f64>,
-    /// Seconds a control run watches the guest (default 4; 2.5 with --quick).
+    /// Seconds a control run watches the guest (default 4; 2 with --quick).
     #[arg(long)]
     control: Option<f64>,
     /// Work directory for the QEMUs' sockets and serial files.
@@ -142,8 +142,8 @@ pub fn main(a: BenchArgs) -> Result<ExitCode, CliError> {
             precopy_limit: Duration::from_secs_f64(
                 a.precopy_limit.unwrap_or(if q { 4.0 } else { 8.0 }),
             ),
-            control: Duration::from_secs_f64(a.control.unwrap_or(if q { 2.5 } else { 4.0 })),
-            tail: Duration::from_secs_f64(a.tail.unwrap_or(if q { 1.5 } else { 2.0 })),
+            control: Duration::from_secs_f64(a.control.unwrap_or(if q { 2.0 } else { 4.0 })),
+            tail: Duration::from_secs_f64(a.tail.unwrap_or(if q { 1.2 } else { 2.0 })),
             poll: Duration::from_millis(a.poll_ms.max(1)),
             deadline: Duration::from_secs(120),
         },
@@ -158,7 +158,7 @@ pub fn main(a: BenchArgs) -> Result<ExitCode, CliError> {
         reps_other: a.reps_other.unwrap_or(if q { 1 } else { 2 }),
         seed: a.seed,
         out: a.out.clone(),
-        replay_n: a.replay.unwrap_or(if q { 3 } else { 20 }),
+        replay_n: a.replay.unwrap_or(if q { 1 } else { 20 }),
         fixtures: a
             .fixtures
             .clone()
