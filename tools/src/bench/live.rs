@@ -264,7 +264,10 @@ impl RunResult {
 
 /// Frames and the other verdict lines with their host times (a malformed report line as the
 /// text that did not parse).
-type Seen = (Vec<(u64, FrameSample)>, Vec<(f64, Result<GuestLine, String>)>);
+type Seen = (
+    Vec<(u64, FrameSample)>,
+    Vec<(f64, Result<GuestLine, String>)>,
+);
 
 struct Follower {
     stop: Arc<AtomicBool>,
@@ -536,7 +539,8 @@ fn migrate(
         thread::spawn(move || loop {
             match switch_rx.recv_timeout(Duration::from_millis(20)) {
                 Ok(()) => return Some(m.mark_switch()),
-                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !done.load(Ordering::SeqCst) => {}
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !done.load(Ordering::SeqCst) => {
+                }
                 Err(_) => return None,
             }
         })
@@ -699,15 +703,7 @@ mod tests {
 
     #[test]
     fn frames_merge_by_sequence_first_sighting_wins() {
-        let f = |seq, host_ms, guest_us| {
-            (
-                seq,
-                FrameSample {
-                    host_ms,
-                    guest_us,
-                },
-            )
-        };
+        let f = |seq, host_ms, guest_us| (seq, FrameSample { host_ms, guest_us });
         // Frame 2 seen on both sides (a serial buffer replayed): the earlier host time wins.
         let m = merge_frames(vec![
             f(3, 130.0, 120_000),

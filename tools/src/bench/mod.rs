@@ -16,9 +16,7 @@ pub mod stats;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use crate::guest_report::metrics::{
-    blackout_estimate, degraded_period, frame_stalls, FrameSample,
-};
+use crate::guest_report::metrics::{blackout_estimate, degraded_period, frame_stalls, FrameSample};
 pub use live::{Env, LinkSpec, Policy, RunResult, Workload};
 
 /// Why the benchmark, or one of its runs, could not go on.
@@ -102,10 +100,10 @@ pub fn default_workloads(quick: bool) -> Vec<Workload> {
         )
     } else {
         (
-            [128, 128, 192],
+            [128, 96, 160],
             "ro=64 hot=24 cold=16 rate=12",
-            "ro=40 hot=48 cold=16 rate=200",
-            "ro=32 hot=32 cold=100 rate=24",
+            "ro=32 hot=40 cold=4 rate=200",
+            "ro=24 hot=24 cold=90 rate=20",
         )
     };
     vec![
@@ -160,8 +158,12 @@ pub struct Planned {
 pub struct Rng(u64);
 
 impl Rng {
+    /// The state is the seed through one splitmix64 step (never 0, and every seed bit counts).
     pub fn new(seed: u64) -> Rng {
-        Rng(seed ^ 0x9e37_79b9_7f4a_7c15 | 1)
+        let mut z = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        Rng((z ^ (z >> 31)).max(1))
     }
 
     pub fn next_u64(&mut self) -> u64 {
@@ -540,7 +542,9 @@ fn write_frames(out: &Path, tag: &str, r: &RunResult) -> Result<(), BenchError> 
     let mut s = format!(
         "# stop_ms={} resume_ms={} end_ms={:.1}\nhost_ms,guest_us\n",
         r.qmp_stop_ms.map(|v| format!("{v:.1}")).unwrap_or_default(),
-        r.qmp_resume_ms.map(|v| format!("{v:.1}")).unwrap_or_default(),
+        r.qmp_resume_ms
+            .map(|v| format!("{v:.1}"))
+            .unwrap_or_default(),
         r.end_ms
     );
     for f in &r.frames {

@@ -46,12 +46,18 @@ fn boxed<E: std::error::Error + Send + Sync + 'static>(
 }
 
 /// The run shown for a policy: the one with the median longest frame interval among the runs
-/// that went as intended.
+/// that went as intended, or else among those that completed in pre-copy.
 fn representative<'a>(out: &'a Outcome, wl: usize, pre: bool, p: Policy) -> Option<&'a Sample> {
-    let mut v: Vec<&Sample> = cell(out, wl, pre, p)
-        .into_iter()
-        .filter(|s| mode(s) == Mode::AsIntended && s.result.frames.len() > 1)
-        .collect();
+    let of = |m: Mode| -> Vec<&'a Sample> {
+        cell(out, wl, pre, p)
+            .into_iter()
+            .filter(|s| mode(s) == m && s.result.frames.len() > 1)
+            .collect()
+    };
+    let mut v = of(Mode::AsIntended);
+    if v.is_empty() {
+        v = of(Mode::InPrecopy);
+    }
     v.sort_by(|a, b| {
         a.metrics
             .longest_interval_ms
@@ -70,6 +76,11 @@ fn frames_svg(out: &Outcome, wl: usize, pre: bool, path: &Path) -> Result<(), Be
         .iter()
         .filter_map(|(_, s)| s.and_then(|s| s.result.frames.last()).map(|f| f.host_ms))
         .fold(1000.0f64, f64::max)
+        / 1000.0;
+    let xmin = shown
+        .iter()
+        .filter_map(|(_, s)| s.and_then(|s| s.result.frames.first()).map(|f| f.host_ms))
+        .fold(0.0f64, f64::min)
         / 1000.0;
     let ymax = shown
         .iter()
@@ -96,20 +107,25 @@ fn frames_svg(out: &Outcome, wl: usize, pre: bool, path: &Path) -> Result<(), Be
     for ((p, s), area) in shown.iter().zip(panels.iter()) {
         let caption = match s {
             Some(s) => format!(
-                "{} (block {}): longest {:.0} ms, {} frames missed",
+                "{}{} (block {}): longest {:.0} ms, {} frames missed; red: STOP, green: RESUME",
                 p.label(),
+                if mode(s) == Mode::InPrecopy {
+                    ", completed in pre-copy"
+                } else {
+                    ""
+                },
                 s.planned.block + 1,
                 s.metrics.longest_interval_ms,
                 s.metrics.frames_missed
             ),
-            None => format!("{}: no run went as intended", p.label()),
+            None => format!("{}: no run completed", p.label()),
         };
         let mut chart = ChartBuilder::on(area)
             .caption(caption, ("sans-serif", 13))
             .margin(6)
             .x_label_area_size(22)
             .y_label_area_size(50)
-            .build_cartesian_2d(0f64..xmax, (10f64..ymax).log_scale())
+            .build_cartesian_2d(xmin..xmax, (10f64..ymax).log_scale())
             .map_err(boxed)
             .map_err(&e)?;
         chart
@@ -125,7 +141,7 @@ fn frames_svg(out: &Outcome, wl: usize, pre: bool, path: &Path) -> Result<(), Be
         let two_p = 2000.0 / out.config.workloads[wl].fps();
         chart
             .draw_series(LineSeries::new(
-                [(0.0, two_p), (xmax, two_p)],
+                [(xmin, two_p), (xmax, two_p)],
                 BLACK.mix(0.3),
             ))
             .map_err(boxed)
@@ -141,11 +157,15 @@ fn frames_svg(out: &Outcome, wl: usize, pre: bool, path: &Path) -> Result<(), Be
                     .map_err(&e)?;
             }
         }
+        // A step per interval: the wait from one frame to the next, at its length.
         let pts: Vec<(f64, f64)> = s
             .result
             .frames
             .windows(2)
-            .map(|w| (w[1].host_ms / 1000.0, (w[1].host_ms - w[0].host_ms).max(10.0)))
+            .flat_map(|w| {
+                let d = (w[1].host_ms - w[0].host_ms).max(10.0);
+                [(w[0].host_ms / 1000.0, d), (w[1].host_ms / 1000.0, d)]
+            })
             .collect();
         chart
             .draw_series(LineSeries::new(pts, colour(*p).stroke_width(1)))
@@ -169,7 +189,12 @@ fn longest_svg(out: &Outcome, wl: usize, path: &Path) -> Result<(), BenchError> 
                 if mode(s) == Mode::Failed || s.result.frames.len() < 2 {
                     continue;
                 }
-                let x = i as f64 + if p.uses_preempt() { 0.25 * j as f64 } else { 0.0 };
+                let x = i as f64
+                    + if p.uses_preempt() {
+                        0.25 * j as f64
+                    } else {
+                        0.0
+                    };
                 pts.push((
                     x,
                     s.metrics.longest_interval_ms.max(10.0),

@@ -103,13 +103,13 @@ pub fn mode(s: &Sample) -> Mode {
 
 /// The samples of one cell's table: workload `wl`, preempt level `pre` (runs where preempt does
 /// not apply stand in both levels), policy `p`.
-pub fn cell<'a>(out: &'a Outcome, wl: usize, pre: bool, p: Policy) -> Vec<&'a Sample> {
+pub fn cell(out: &Outcome, wl: usize, pre: bool, p: Policy) -> Vec<&Sample> {
     out.samples
         .iter()
         .filter(|s| {
             s.planned.workload == wl
                 && s.planned.policy == p
-                && s.planned.preempt.is_none_or(|x| x == pre)
+                && s.planned.preempt.map_or(true, |x| x == pre)
         })
         .collect()
 }
@@ -497,9 +497,13 @@ pub fn noise_floor(out: &Outcome, wl: usize) -> Option<f64> {
     median_of(out, wl, false, Policy::Control)
 }
 
+/// One cell of the policy map: workload, preempt level, the best and the runner-up with their
+/// median longest frame interval.
+pub type MapEntry = (usize, bool, Option<(Policy, f64)>, Option<(Policy, f64)>);
+
 /// The policy map: per (workload, preempt), the policy with the lowest median longest frame
 /// interval among those whose every run completed (or ran to its limit).
-pub fn policy_map(out: &Outcome) -> Vec<(usize, bool, Option<(Policy, f64)>, Option<(Policy, f64)>)> {
+pub fn policy_map(out: &Outcome) -> Vec<MapEntry> {
     let mut v = Vec::new();
     for wl in 0..out.config.workloads.len() {
         for &pre in &out.config.preempt {
@@ -816,7 +820,11 @@ pub fn checks(out: &Outcome) -> Vec<String> {
     let pre_wrong: Vec<String> = migr
         .iter()
         .filter(|s| s.planned.policy.uses_preempt())
-        .filter(|s| s.result.preempt_set.is_some_and(|x| Some(x) != s.planned.preempt))
+        .filter(|s| {
+            s.result
+                .preempt_set
+                .is_some_and(|x| Some(x) != s.planned.preempt)
+        })
         .map(|s| {
             format!(
                 "block {} {} {}",

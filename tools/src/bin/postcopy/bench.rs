@@ -37,7 +37,7 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 0)]
     rtt_ms: u64,
     /// Pre-copy only is aborted (AbortJob) after this many seconds: "did not converge"
-    /// (default 8; 4 with --quick).
+    /// (default 6; 3 with --quick).
     #[arg(long)]
     precopy_limit: Option<f64>,
     /// Which default workloads (seed, churn, mid); or give your own with --workload.
@@ -65,11 +65,11 @@ pub struct BenchArgs {
     /// Serial console poll period, ms.
     #[arg(long, default_value_t = 1)]
     poll_ms: u64,
-    /// Seconds the host keeps watching the guest after the migration returned (default 2; 1.2
+    /// Seconds the host keeps watching the guest after the migration returned (default 1.5; 1.2
     /// with --quick).
     #[arg(long)]
     tail: Option<f64>,
-    /// Seconds a control run watches the guest (default 4; 2 with --quick).
+    /// Seconds a control run watches the guest (default 3; 2 with --quick).
     #[arg(long)]
     control: Option<f64>,
     /// Work directory for the QEMUs' sockets and serial files.
@@ -139,11 +139,13 @@ pub fn main(a: BenchArgs) -> Result<ExitCode, CliError> {
             workdir: a.workdir.clone().unwrap_or_else(|| {
                 std::env::temp_dir().join(format!("postcopy-bench-{}", std::process::id()))
             }),
-            precopy_limit: Duration::from_secs_f64(
-                a.precopy_limit.unwrap_or(if q { 4.0 } else { 8.0 }),
-            ),
-            control: Duration::from_secs_f64(a.control.unwrap_or(if q { 2.0 } else { 4.0 })),
-            tail: Duration::from_secs_f64(a.tail.unwrap_or(if q { 1.2 } else { 2.0 })),
+            precopy_limit: Duration::from_secs_f64(a.precopy_limit.unwrap_or(if q {
+                3.0
+            } else {
+                6.0
+            })),
+            control: Duration::from_secs_f64(a.control.unwrap_or(if q { 2.0 } else { 3.0 })),
+            tail: Duration::from_secs_f64(a.tail.unwrap_or(if q { 1.2 } else { 1.5 })),
             poll: Duration::from_millis(a.poll_ms.max(1)),
             deadline: Duration::from_secs(120),
         },
