@@ -890,6 +890,127 @@ pub fn checks(out: &Outcome) -> Vec<String> {
     v
 }
 
+/// What this run showed, in sentences computed from its data (no figure is typed in by hand).
+pub fn findings(out: &Outcome) -> Vec<String> {
+    let mut v = Vec::new();
+    let c = &out.config;
+    let med = |wl: usize, pre: bool, p: Policy| median_of(out, wl, pre, p);
+    let ms = |x: Option<f64>| {
+        x.map(|x| format!("{x:.0} ms"))
+            .unwrap_or_else(|| "—".into())
+    };
+    // The flag against at once, cell by cell.
+    if c.policies.contains(&Policy::AfterPrecopy) && c.policies.contains(&Policy::AtOnce) {
+        let mut parts = Vec::new();
+        for (wl, w) in c.workloads.iter().enumerate() {
+            for &pre in &c.preempt {
+                let r = ratio(
+                    out,
+                    wl,
+                    pre,
+                    Policy::AfterPrecopy,
+                    Policy::AtOnce,
+                    "",
+                    stall_metric,
+                );
+                parts.push(format!(
+                    "{} preempt {}: {} vs {} ({})",
+                    w.name,
+                    if pre { "on" } else { "off" },
+                    ms(med(wl, pre, Policy::AfterPrecopy)),
+                    ms(med(wl, pre, Policy::AtOnce)),
+                    r.text()
+                ));
+            }
+        }
+        v.push(format!(
+            "AFTER_PRECOPY against post-copy at once, median longest frame interval (paired \
+             ratio): {}.",
+            parts.join("; ")
+        ));
+    }
+    // What preempt changed.
+    let mut parts = Vec::new();
+    for (wl, w) in c.workloads.iter().enumerate() {
+        for &p in &c.policies {
+            if !p.uses_preempt() || c.preempt.len() < 2 {
+                continue;
+            }
+            parts.push(format!(
+                "{} {}: off {}, on {}",
+                w.name,
+                p.short(),
+                ms(med(wl, false, p)),
+                ms(med(wl, true, p))
+            ));
+        }
+    }
+    if !parts.is_empty() {
+        v.push(format!(
+            "postcopy-preempt off → on, median longest frame interval (different runs, not \
+             paired): {}.",
+            parts.join("; ")
+        ));
+    }
+    // Where the policies did not switch.
+    for &p in &c.policies {
+        if !p.switches() {
+            continue;
+        }
+        let mut parts = Vec::new();
+        for (wl, w) in c.workloads.iter().enumerate() {
+            for &pre in &c.preempt {
+                let all = cell(out, wl, pre, p);
+                let stayed: Vec<&Sample> = all
+                    .iter()
+                    .copied()
+                    .filter(|s| mode(s) == Mode::InPrecopy)
+                    .collect();
+                if stayed.is_empty() {
+                    continue;
+                }
+                let b: Vec<f64> = stayed
+                    .iter()
+                    .filter_map(|s| s.metrics.blackout_qmp_ms)
+                    .collect();
+                parts.push(format!(
+                    "{} preempt {} {}/{} (blackout {} ms)",
+                    w.name,
+                    if pre { "on" } else { "off" },
+                    stayed.len(),
+                    all.len(),
+                    mcell(&b, 0)
+                ));
+            }
+        }
+        if !parts.is_empty() {
+            v.push(format!(
+                "{} completed in pre-copy in: {}.",
+                p.short(),
+                parts.join("; ")
+            ));
+        }
+    }
+    // The noise floor.
+    let mut parts = Vec::new();
+    for (wl, w) in c.workloads.iter().enumerate() {
+        let ctl: Vec<f64> = cell(out, wl, false, Policy::Control)
+            .iter()
+            .map(|s| s.metrics.longest_interval_ms)
+            .collect();
+        if !ctl.is_empty() {
+            parts.push(format!("{} {} ms", w.name, mcell(&ctl, 0)));
+        }
+    }
+    if !parts.is_empty() {
+        v.push(format!(
+            "Noise floor: the longest frame interval without any migration was {}.",
+            parts.join(", ")
+        ));
+    }
+    v
+}
+
 fn replay_md(out: &Outcome) -> String {
     let Some(r) = &out.replay else {
         return "Not run (`--replay 0`).\n".into();
@@ -1147,6 +1268,10 @@ pub fn page(out: &Outcome) -> String {
     }
     let _ = writeln!(s, "\n## Targets\n");
     for t in targets(out) {
+        let _ = writeln!(s, "- {t}");
+    }
+    let _ = writeln!(s, "\n## Findings (computed from this run)\n");
+    for t in findings(out) {
         let _ = writeln!(s, "- {t}");
     }
     let _ = writeln!(

@@ -65,11 +65,11 @@ pub struct BenchArgs {
     /// Serial console poll period, ms.
     #[arg(long, default_value_t = 1)]
     poll_ms: u64,
-    /// Seconds the host keeps watching the guest after the migration returned (default 1.5; 1.2
+    /// Seconds the host keeps watching the guest after the migration returned (default 1.5; 1
     /// with --quick).
     #[arg(long)]
     tail: Option<f64>,
-    /// Seconds a control run watches the guest (default 3; 2 with --quick).
+    /// Seconds a control run watches the guest (default 3; 1.5 with --quick).
     #[arg(long)]
     control: Option<f64>,
     /// Work directory for the QEMUs' sockets and serial files.
@@ -144,8 +144,8 @@ pub fn main(a: BenchArgs) -> Result<ExitCode, CliError> {
             } else {
                 6.0
             })),
-            control: Duration::from_secs_f64(a.control.unwrap_or(if q { 2.0 } else { 3.0 })),
-            tail: Duration::from_secs_f64(a.tail.unwrap_or(if q { 1.2 } else { 1.5 })),
+            control: Duration::from_secs_f64(a.control.unwrap_or(if q { 1.5 } else { 3.0 })),
+            tail: Duration::from_secs_f64(a.tail.unwrap_or(if q { 1.0 } else { 1.5 })),
             poll: Duration::from_millis(a.poll_ms.max(1)),
             deadline: Duration::from_secs(120),
         },
