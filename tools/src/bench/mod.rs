@@ -77,6 +77,8 @@ pub struct Config {
     /// The order within each block is shuffled with this seed (printed, so a run can be repeated).
     pub seed: u64,
     pub out: PathBuf,
+    /// Also write the page here, its links pointing into `out` (docs/benchmark.md).
+    pub doc: Option<PathBuf>,
     /// Replay every fixture transcript this many times (0: skip the replay table).
     pub replay_n: usize,
     pub fixtures: PathBuf,

@@ -1116,6 +1116,12 @@ fn ratios_csv(out: &Outcome) -> String {
 
 /// The report page (docs/benchmark.md is a copy of it).
 pub fn page(out: &Outcome) -> String {
+    page_linked(out, "")
+}
+
+/// The report page with its links to the plots and CSV files prefixed by `prefix` (the output
+/// directory as seen from where the page is put; "" beside them).
+pub fn page_linked(out: &Outcome, prefix: &str) -> String {
     let c = &out.config;
     let m = &out.machine;
     let mut s = String::new();
@@ -1133,7 +1139,7 @@ pub fn page(out: &Outcome) -> String {
         "To reproduce (Debian 12, root; see the README):\n\n\
          \x20   ci/migrate --postcopy --postcopy-after-precopy   # installs QEMU 10.0, builds target/release/postcopy\n\
          \x20   qemu-fixtures/guest/build.sh target/guest        # the guest kernel\n\
-         \x20   target/release/postcopy bench --seed {}         # the default set: doc, CSV, SVG in target/bench\n\
+         \x20   target/release/postcopy bench --seed {} --out docs/bench --doc docs/benchmark.md   # the default set: this page, CSV, SVG\n\
          \x20   target/release/postcopy bench --quick            # one block of every cell, small guests\n\n\
          Options: `--reps`, `--reps-other`, `--seed`, `--preempt off,on`, `--policies`, \
          `--workloads`, `--workload NAME:MEM:GUEST`, `--link-rate`, `--rtt-ms`, \
@@ -1259,8 +1265,13 @@ pub fn page(out: &Outcome) -> String {
          destination Recv-Q) when the source reported SUSPENDED_POSTCOPY.\n\
          - **QEMU downtime**: QEMU's own statistic, reported, not trusted (for post-copy it is \
          not what the guest sees). **pass at end**: QEMU's iteration count when the job ended.\n\
+         - The frame metrics cover the whole window (300 ms before the call to the tail after \
+         it), so a migration that takes longer has more time for a stall of the machine's own: \
+         the control row (the same guest, no migration, {:.0} s) shows what the machine alone \
+         does.\n\
          - Each cell: median [min–max] over the runs in the row.\n",
-        super::PAYLOAD_SHARE * 100.0
+        super::PAYLOAD_SHARE * 100.0,
+        c.env.control.as_secs_f64()
     );
     let _ = writeln!(s, "## Checks on this run\n");
     for t in checks(out) {
@@ -1294,22 +1305,24 @@ pub fn page(out: &Outcome) -> String {
             let tag = plots::tag(&w.name, pre);
             let _ = writeln!(
                 s,
-                "![frame intervals over time, one run per policy, {} preempt {}](bench-frames-{tag}.svg)\n",
+                "![frame intervals over time, one run per policy, {} preempt {}]({prefix}bench-frames-{tag}.svg)\n",
                 w.name,
                 if pre { "on" } else { "off" }
             );
         }
         let _ = writeln!(
             s,
-            "![longest frame interval of every run, {n}](bench-longest-{n}.svg)\n",
+            "![longest frame interval of every run, {n}]({prefix}bench-longest-{n}.svg)\n",
             n = w.name
         );
     }
     let _ = writeln!(s, "## Replay speed\n\n{}", replay_md(out));
     let _ = writeln!(
         s,
-        "Files in the output directory: `runs.csv` (one line per run), `summary.csv` (one line \
-         per table row), `ratios.csv` (one line per comparison), the SVG plots, this page."
+        "Files: [`runs.csv`]({prefix}runs.csv) (one line per run), \
+         [`summary.csv`]({prefix}summary.csv) (one line per table row), \
+         [`ratios.csv`]({prefix}ratios.csv) (one line per comparison), the SVG plots; each run's \
+         frames are in `frames/` of the output directory."
     );
     s
 }
@@ -1325,6 +1338,16 @@ pub fn write_all(out: &Outcome) -> Result<(), BenchError> {
     ] {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(werr(&p))?;
+    }
+    if let Some(doc) = &out.config.doc {
+        // Links from the page's directory to the output directory.
+        let base = doc.parent().unwrap_or(std::path::Path::new(""));
+        let prefix = match dir.strip_prefix(base) {
+            Ok(rel) if rel.as_os_str().is_empty() => String::new(),
+            Ok(rel) => format!("{}/", rel.display()),
+            Err(_) => format!("{}/", dir.display()),
+        };
+        std::fs::write(doc, page_linked(out, &prefix)).map_err(werr(doc))?;
     }
     plots::write_all(out)?;
     for t in targets(out) {

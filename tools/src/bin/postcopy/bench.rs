@@ -54,6 +54,10 @@ pub struct BenchArgs {
     /// Output directory (benchmark.md, CSV, SVG).
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// Also write the report page here, its links pointing into --out (e.g. --out docs/bench
+    /// --doc docs/benchmark.md).
+    #[arg(long)]
+    doc: Option<PathBuf>,
     /// Replay every qemu-fixtures transcript this many times (0: skip; default 20, 1 with --quick).
     #[arg(long)]
     replay: Option<usize>,
@@ -160,6 +164,7 @@ pub fn main(a: BenchArgs) -> Result<ExitCode, CliError> {
         reps_other: a.reps_other.unwrap_or(if q { 1 } else { 2 }),
         seed: a.seed,
         out: a.out.clone(),
+        doc: a.doc.clone(),
         replay_n: a.replay.unwrap_or(if q { 1 } else { 20 }),
         fixtures: a
             .fixtures
