@@ -406,6 +406,10 @@ pub fn run(config: Config) -> Result<Outcome, BenchError> {
         path: config.out.clone(),
         source,
     })?;
+    let frames = config.out.join("frames.csv");
+    if frames.exists() {
+        std::fs::remove_file(&frames).map_err(BenchError::write(&frames))?;
+    }
     let mut machine = machine(&config.env.qemu);
     let started = Instant::now();
     let planned = plan(
@@ -433,7 +437,7 @@ pub fn run(config: Config) -> Result<Outcome, BenchError> {
         };
         let tag = format!(
             "b{}-{}-{}-{}",
-            p.block,
+            p.block + 1,
             w.name,
             p.policy.key(),
             match p.preempt {
@@ -532,28 +536,34 @@ pub fn run(config: Config) -> Result<Outcome, BenchError> {
     Ok(out)
 }
 
-/// One run's frames (host ms since the migrate call, guest us) and QMP's STOP and RESUME, as
-/// `frames/<tag>.csv` in the output directory: what the timelines are drawn from.
+/// One run's frames (host ms since the migrate call, guest us), with QMP's STOP and RESUME,
+/// appended to `frames.csv` in the output directory: the data the timelines are drawn from.
 fn write_frames(out: &Path, tag: &str, r: &RunResult) -> Result<(), BenchError> {
     use std::fmt::Write as _;
-    let dir = out.join("frames");
-    std::fs::create_dir_all(&dir).map_err(|source| BenchError::CreateDir {
-        path: dir.clone(),
-        source,
-    })?;
-    let mut s = format!(
-        "# stop_ms={} resume_ms={} end_ms={:.1}\nhost_ms,guest_us\n",
-        r.qmp_stop_ms.map(|v| format!("{v:.1}")).unwrap_or_default(),
-        r.qmp_resume_ms
-            .map(|v| format!("{v:.1}"))
-            .unwrap_or_default(),
-        r.end_ms
-    );
-    for f in &r.frames {
-        let _ = writeln!(s, "{:.1},{}", f.host_ms, f.guest_us);
+    use std::io::Write as _;
+    let p = out.join("frames.csv");
+    let fresh = !p.exists();
+    let mut s = String::new();
+    if fresh {
+        s.push_str("run,host_ms,guest_us,stop_ms,resume_ms\n");
     }
-    let p = dir.join(format!("{tag}.csv"));
-    std::fs::write(&p, s).map_err(BenchError::write(&p))
+    let o = |v: Option<f64>| v.map(|v| format!("{v:.1}")).unwrap_or_default();
+    for f in &r.frames {
+        let _ = writeln!(
+            s,
+            "{tag},{:.1},{},{},{}",
+            f.host_ms,
+            f.guest_us,
+            o(r.qmp_stop_ms),
+            o(r.qmp_resume_ms)
+        );
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&p)
+        .and_then(|mut f| f.write_all(s.as_bytes()))
+        .map_err(BenchError::write(&p))
 }
 
 /// Median, minimum and maximum.

@@ -1321,8 +1321,9 @@ pub fn page_linked(out: &Outcome, prefix: &str) -> String {
         s,
         "Files: [`runs.csv`]({prefix}runs.csv) (one line per run), \
          [`summary.csv`]({prefix}summary.csv) (one line per table row), \
-         [`ratios.csv`]({prefix}ratios.csv) (one line per comparison), the SVG plots; each run's \
-         frames are in `frames/` of the output directory."
+         [`ratios.csv`]({prefix}ratios.csv) (one line per comparison), \
+         [`frames.csv`]({prefix}frames.csv) (every frame of every run: the plots' data; `run` is \
+         block-workload-policy-preempt), the SVG plots."
     );
     s
 }
