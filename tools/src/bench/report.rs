@@ -1357,3 +1357,167 @@ pub fn write_all(out: &Outcome) -> Result<(), BenchError> {
     println!("\n{}", policy_map_md(out));
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::{Env, LinkSpec, Machine, Metrics, Planned, RunResult, Workload};
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    fn config() -> Config {
+        Config {
+            env: Env {
+                qemu: PathBuf::new(),
+                qemu_root: None,
+                kernel: PathBuf::new(),
+                workdir: PathBuf::new(),
+                precopy_limit: Duration::from_secs(6),
+                control: Duration::from_secs(3),
+                tail: Duration::from_secs(1),
+                poll: Duration::from_millis(1),
+                deadline: Duration::from_secs(60),
+            },
+            workloads: vec![Workload {
+                name: "seed".into(),
+                what: "test".into(),
+                memory_mib: 64,
+                guest: "mode=frame ro=32 hot=8 cold=4".into(),
+            }],
+            link: LinkSpec {
+                rate_mib: 64,
+                rtt_ms: 0,
+            },
+            policies: vec![Policy::Control, Policy::AtOnce, Policy::AfterPrecopy],
+            preempt: vec![false],
+            reps: 6,
+            reps_other: 1,
+            seed: 1,
+            out: PathBuf::new(),
+            doc: None,
+            replay_n: 0,
+            fixtures: PathBuf::new(),
+            command: "test".into(),
+        }
+    }
+
+    fn sample(block: usize, policy: Policy, longest: f64, total_s: f64, postcopy: bool) -> Sample {
+        Sample {
+            planned: Planned {
+                block,
+                order: 0,
+                workload: 0,
+                preempt: policy.uses_preempt().then_some(false),
+                policy,
+            },
+            result: RunResult {
+                completed: true,
+                went_postcopy: postcopy,
+                total_s,
+                qmp_stop_ms: Some(100.0),
+                qmp_resume_ms: Some(130.0),
+                ..RunResult::default()
+            },
+            metrics: Metrics {
+                frames: 50,
+                longest_interval_ms: longest,
+                longest_stall_ms: longest,
+                blackout_qmp_ms: Some(30.0),
+                floor_s: 1.0,
+                ..Metrics::default()
+            },
+            load: 1.0,
+        }
+    }
+
+    /// Six blocks: at once 900 ms and 2.0 s each time; AFTER_PRECOPY 200 ms and 2.2 s, but in
+    /// block 3 it completed in pre-copy (300 ms); one control run at 50 ms.
+    fn outcome() -> Outcome {
+        let mut samples = vec![sample(0, Policy::Control, 50.0, 0.0, false)];
+        for b in 0..6 {
+            samples.push(sample(b, Policy::AtOnce, 900.0, 2.0, true));
+            let in_pre = b == 2;
+            samples.push(sample(
+                b,
+                Policy::AfterPrecopy,
+                if in_pre { 300.0 } else { 200.0 },
+                2.2,
+                !in_pre,
+            ));
+        }
+        Outcome {
+            config: config(),
+            samples,
+            replay: None,
+            machine: Machine::default(),
+            elapsed: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_run_that_did_not_switch_gets_a_row_of_its_own_and_is_counted_in_the_ratio() {
+        let out = outcome();
+        let rows = rows(&out, 0, false);
+        let labels: Vec<&str> = rows.iter().map(|r| r.label.as_str()).collect();
+        assert_eq!(
+            labels,
+            vec![
+                "no migration (control)",
+                "post-copy at once",
+                "POSTCOPY_AFTER_PRECOPY",
+                "AFTER_PRECOPY: completed in pre-copy (no switch)"
+            ]
+        );
+        assert_eq!(
+            rows[2].outcome,
+            "5/6 via post-copy, 1/6 completed in pre-copy"
+        );
+        assert_eq!((rows[2].runs, rows[2].in_row), (6, 5));
+        assert_eq!(rows[3].longest_interval, vec![300.0]);
+        // Ratios 200/900 five times and 300/900 once: median 2/9; all six below 1: p = 2/64.
+        let r = ratio(
+            &out,
+            0,
+            false,
+            Policy::AfterPrecopy,
+            Policy::AtOnce,
+            "longest frame interval",
+            stall_metric,
+        );
+        let c = r.ci.expect("pairs");
+        assert!((c.median - 2.0 / 9.0).abs() < 1e-12);
+        assert!((c.hi - 1.0 / 3.0).abs() < 1e-12);
+        assert_eq!((r.pairs, r.pairs_in_precopy, r.sign.below), (6, 1, 6));
+        assert!((r.sign.p - 0.03125).abs() < 1e-12);
+        assert_eq!(
+            r.text(),
+            "0.22 [0.22–0.33, 96.9 %], 6/6 below 1, p = 0.031; 1 pair(s) with a run completed in pre-copy"
+        );
+    }
+
+    #[test]
+    fn the_seed_target_and_the_policy_map_come_from_the_pairs() {
+        let out = outcome();
+        let t = targets(&out);
+        // 2/9 <= 1/3: met; total time 2.2 / 2.0 = 1.1 <= 1.2: met.
+        assert!(
+            t[0].contains("(target ≤ 0.33: met)") && t[0].contains("(target ≤ 1.2: met)"),
+            "{}",
+            t[0]
+        );
+        let map = policy_map(&out);
+        // AFTER_PRECOPY's median over all its completed runs: 200 ms; at once 900 ms.
+        assert_eq!(
+            map,
+            vec![(
+                0,
+                false,
+                Some((Policy::AfterPrecopy, 200.0)),
+                Some((Policy::AtOnce, 900.0))
+            )]
+        );
+        let md = table_md(&out, 0, false);
+        assert_eq!(md.lines().count(), 2 + 4, "{md}");
+        assert!(!md.contains("NaN"));
+    }
+}
