@@ -1,10 +1,13 @@
-//! One benchmark migration: two QEMUs with our guest, each in its host of the testbed (the link:
-//! tbf's rate, the delay stage's round trip), one switching policy, and the guest's heartbeats
-//! timestamped on the host as they appear on the source's and the destination's serial console.
+//! One benchmark run: two QEMUs with our frame-mode guest, each in its host of the testbed (the
+//! link: tbf's rate, the delay stage's round trip), one switching policy (or none: a control run),
+//! and the guest's `FR` lines timestamped on the host as they appear on the source's and the
+//! destination's serial console.
 //!
 //! It migrates through the C library's public API ([`api::migrate_with`]), as the scenarios and C
-//! callers do, but is not a [`crate::scenario`]: its policies call the API from their own threads
-//! as clients do (a poller, an event callback).
+//! callers do, but is not a [`crate::scenario`]: its client-side policies call the API from their
+//! own threads as clients do (a poller, an event callback). Every migration is recorded as a
+//! transcript in the run's directory, from which the QMP events' own timestamps (STOP on the
+//! source, RESUME on the destination) and the capabilities the driver set are read.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,27 +16,36 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::channel;
 use std::sync::{Arc, Mutex};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use super::qmp_filter::QmpFilter;
 use super::BenchError;
+use crate::guest_report::metrics::FrameSample;
 use crate::guest_report::GuestLine;
 use crate::qemu::{QemuConfig, QemuPair};
 use crate::testbed::{LinkConfig, LinkMonitor, Testbed};
+use postcopy_core::driver::policy::SwitchPolicy;
 use postcopy_core::driver::vocab::{
-    param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
+    event, param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
 };
 use postcopy_core::driver::{DomainEvent, MigrateRequest, Side};
-use postcopy_shim::api::{self, Domain, MigrateOptions};
+use postcopy_shim::api::{self, Domain, MigrateOptions, RecordSpec};
 
-/// How the switch to post-copy is made.
+/// How (and whether) the switch to post-copy is made.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Policy {
+    /// No migration: the guest is watched for as long as a migration takes (the noise floor).
+    Control,
     /// VIR_MIGRATE_LIVE only, aborted (AbortJob) when the time limit passes.
     Precopy,
     /// VIR_MIGRATE_POSTCOPY + StartPostCopy as soon as MIGRATION_ITERATION 1 arrives.
     AtOnce,
-    /// VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY: the driver switches.
+    /// VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY: the driver switches at pass 2.
     AfterPrecopy,
+    /// Our `lpc.switch_policy` `half-pass`: the driver switches once half the memory was sent.
+    HalfPass,
+    /// Our `lpc.switch_policy` `adaptive` (the link's added RTT as its `rtt`).
+    Adaptive,
     /// virsh's emulation: an event callback's thread calls StartPostCopy at iteration 2.
     ClientEvent,
     /// Nova's way: another thread polls GetJobStats every 500 ms, switches at iteration >= 2.
@@ -41,20 +53,37 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 8] = [
+        Policy::Control,
         Policy::Precopy,
         Policy::AtOnce,
         Policy::AfterPrecopy,
+        Policy::HalfPass,
+        Policy::Adaptive,
         Policy::ClientEvent,
         Policy::ClientPoll,
+    ];
+
+    /// The default set (issue 14): virsh- and Nova-style switching differ in latency, not in
+    /// where they switch, and are measured apart (`--policies client-event,client-poll`).
+    pub const DEFAULT: [Policy; 6] = [
+        Policy::Control,
+        Policy::Precopy,
+        Policy::AtOnce,
+        Policy::AfterPrecopy,
+        Policy::HalfPass,
+        Policy::Adaptive,
     ];
 
     /// Short name (CSV, options).
     pub fn key(self) -> &'static str {
         match self {
+            Policy::Control => "control",
             Policy::Precopy => "precopy",
             Policy::AtOnce => "postcopy-at-once",
             Policy::AfterPrecopy => "after-precopy",
+            Policy::HalfPass => "half-pass",
+            Policy::Adaptive => "adaptive",
             Policy::ClientEvent => "client-event",
             Policy::ClientPoll => "client-poll",
         }
@@ -63,20 +92,26 @@ impl Policy {
     /// Name in tables.
     pub fn label(self) -> &'static str {
         match self {
+            Policy::Control => "no migration (control)",
             Policy::Precopy => "pre-copy only",
             Policy::AtOnce => "post-copy at once",
             Policy::AfterPrecopy => "POSTCOPY_AFTER_PRECOPY",
+            Policy::HalfPass => "half-pass (lpc.switch_policy)",
+            Policy::Adaptive => "adaptive (lpc.switch_policy)",
             Policy::ClientEvent => "virsh-style (event, iter 2)",
             Policy::ClientPoll => "Nova-style (poll 500 ms)",
         }
     }
 
-    /// Name under a bar.
+    /// Name in plots.
     pub fn short(self) -> &'static str {
         match self {
+            Policy::Control => "control",
             Policy::Precopy => "pre-copy only",
-            Policy::AtOnce => "post-copy at once",
-            Policy::AfterPrecopy => "AFTER_PRECOPY flag",
+            Policy::AtOnce => "at once",
+            Policy::AfterPrecopy => "AFTER_PRECOPY",
+            Policy::HalfPass => "half-pass",
+            Policy::Adaptive => "adaptive",
             Policy::ClientEvent => "virsh-style",
             Policy::ClientPoll => "Nova-style",
         }
@@ -88,7 +123,7 @@ impl Policy {
 
     fn flags(self) -> u32 {
         match self {
-            Policy::Precopy => VIR_MIGRATE_LIVE,
+            Policy::Control | Policy::Precopy => VIR_MIGRATE_LIVE,
             Policy::AfterPrecopy => {
                 VIR_MIGRATE_LIVE | VIR_MIGRATE_POSTCOPY | VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY
             }
@@ -98,20 +133,54 @@ impl Policy {
 
     /// True for the policies that switch to post-copy.
     pub fn switches(self) -> bool {
-        self != Policy::Precopy
+        !matches!(self, Policy::Precopy | Policy::Control)
+    }
+
+    /// True when postcopy-preempt can matter: the policy migrates with VIR_MIGRATE_POSTCOPY.
+    pub fn uses_preempt(self) -> bool {
+        self.switches()
     }
 }
 
 /// A guest workload.
 #[derive(Debug, Clone)]
 pub struct Workload {
-    /// Short name ("a", "b", ...).
+    /// Short name ("seed", ...).
     pub name: String,
-    /// What it is, for the report.
+    /// What it is and the question it answers, for the report.
     pub what: String,
     pub memory_mib: u64,
-    /// The guest's command line (qemu-fixtures/guest/README.md).
+    /// The guest's command line (qemu-fixtures/guest/README.md), `mode=frame` included.
     pub guest: String,
+}
+
+impl Workload {
+    fn key(&self, k: &str) -> Option<u64> {
+        self.guest
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(k)?.strip_prefix('='))
+            .and_then(|v| v.parse().ok())
+    }
+
+    /// Frames per second (the guest's `fps`, 25 unless given).
+    pub fn fps(&self) -> f64 {
+        self.key("fps").unwrap_or(25) as f64
+    }
+
+    /// Bytes the guest filled with non-zero data, which must cross the link at least once: its
+    /// ro, hot and cold regions, the kernel set and the frame buffer (the guest's defaults where
+    /// a key is not given; cold 0 means "the rest", counted as the rest of `-m`).
+    pub fn must_cross_bytes(&self) -> u64 {
+        let mib = 1024 * 1024;
+        let ro = self.key("ro").unwrap_or(64);
+        let hot = self.key("hot").unwrap_or(16);
+        let cold = match self.key("cold") {
+            Some(0) | None => self.memory_mib.saturating_sub(17 + ro + hot),
+            Some(c) => c,
+        };
+        let kib = self.key("kern").unwrap_or(256) + self.key("fb").unwrap_or(256);
+        (ro + hot + cold) * mib + kib * 1024
+    }
 }
 
 /// What every run shares.
@@ -123,10 +192,14 @@ pub struct Env {
     pub workdir: PathBuf,
     /// Pre-copy only is aborted after this long.
     pub precopy_limit: Duration,
+    /// How long a control run watches the guest.
+    pub control: Duration,
     /// How long the host keeps watching the guest after the migration returned.
     pub tail: Duration,
     /// The serial files are polled this often.
     pub poll: Duration,
+    /// The migrate call's deadline.
+    pub deadline: Duration,
 }
 
 /// The link: the testbed's (docs/testbed.md), its rate from tbf on each direction, its added
@@ -137,16 +210,11 @@ pub struct LinkSpec {
     pub rtt_ms: u64,
 }
 
-/// One heartbeat line as the host saw it.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Beat {
-    pub seq: u64,
-    /// Host time since the migrate call, ms.
-    pub host_ms: f64,
-    pub on_dst: bool,
-}
+/// How long the guest is watched before the migrate call (its frames have negative host times).
+pub const LEAD_IN: Duration = Duration::from_millis(300);
 
-/// What one run measured.
+/// What one run measured. Host times are ms after the migrate call (control: after the
+/// lead-in), negative in the lead-in.
 #[derive(Debug, Clone, Default)]
 pub struct RunResult {
     pub completed: bool,
@@ -156,34 +224,50 @@ pub struct RunResult {
     /// The migrate call, start to return, s.
     pub total_s: f64,
     pub went_postcopy: bool,
-    /// postcopy-active seen, ms after the migrate call.
+    /// postcopy-active seen (the transport's clock).
     pub switch_at_ms: Option<f64>,
-    /// MIGRATION_PASS >= 2 taken -> migrate-start-postcopy written (TransportStats).
-    pub switch_latency_ms: Option<f64>,
+    /// The pass in which the driver or a client asked for the switch (iterations at the switch).
+    pub iterations: Option<u64>,
     pub qemu_downtime_ms: Option<u64>,
     pub postcopy_requests: Option<u64>,
-    pub iterations: Option<u64>,
     /// QEMU's ram transferred, bytes.
     pub ram_transferred: Option<u64>,
     /// Bytes tbf let through source -> destination (frames with their headers).
     pub link_bytes: u64,
+    pub achieved_mib_s: f64,
+    pub backlog_at_switch: Option<u64>,
     /// Migration connections seen on the link (2: the main stream and postcopy-preempt's).
     pub connections: u64,
-    pub beats: Vec<Beat>,
+    /// Whether the driver set postcopy-preempt on the source (from the transcript).
+    pub preempt_set: Option<bool>,
+    /// The source's STOP and the destination's RESUME, from the events' own timestamps.
+    pub qmp_stop_ms: Option<f64>,
+    pub qmp_resume_ms: Option<f64>,
+    /// Frames merged by sequence number (first sighting), in host-time order.
+    pub frames: Vec<FrameSample>,
     /// Migration end, ms after the migrate call.
     pub end_ms: f64,
-    /// Guest verdict after the migration: CHECK OK lines seen / FAIL lines seen.
+    /// Guest verdict: CHECK OK lines seen / FAIL lines (or malformed report lines) seen.
     pub checks_ok: u64,
     pub check_failures: u64,
-    /// The guest's verify passes that ended after the migrate call: (host ms when the STAT line
-    /// appeared, the pass's duration in guest ms). A pass reads all of ro and hot and a window of
-    /// cold, so its duration shows how fast the guest ran, faults included.
-    pub passes: Vec<(f64, u64)>,
 }
 
-/// Heartbeats, and the other verdict lines with their host times (a malformed report line as the
+impl RunResult {
+    /// QMP's blackout: the source's STOP to the destination's RESUME (a pre-copy completion too).
+    pub fn qmp_blackout_ms(&self) -> Option<f64> {
+        match (self.qmp_stop_ms, self.qmp_resume_ms) {
+            (Some(a), Some(b)) if b >= a => Some(b - a),
+            _ => None,
+        }
+    }
+}
+
+/// Frames and the other verdict lines with their host times (a malformed report line as the
 /// text that did not parse).
-type Seen = (Vec<Beat>, Vec<(f64, Result<GuestLine, String>)>);
+type Seen = (
+    Vec<(u64, FrameSample)>,
+    Vec<(f64, Result<GuestLine, String>)>,
+);
 
 struct Follower {
     stop: Arc<AtomicBool>,
@@ -191,11 +275,11 @@ struct Follower {
 }
 
 /// Follows a serial file from `from`, timestamping each complete line against `t0`.
-fn follow(path: PathBuf, from: u64, t0: Instant, on_dst: bool, poll: Duration) -> Follower {
+fn follow(path: PathBuf, from: u64, t0: Instant, poll: Duration) -> Follower {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     let handle = thread::spawn(move || {
-        let mut beats = Vec::new();
+        let mut frames = Vec::new();
         let mut other = Vec::new();
         let mut file: Option<File> = None;
         let mut partial = Vec::<u8>::new();
@@ -221,16 +305,17 @@ fn follow(path: PathBuf, from: u64, t0: Instant, on_dst: bool, poll: Duration) -
                     let line: Vec<u8> = partial.drain(..=pos).collect();
                     let line = String::from_utf8_lossy(&line).trim().to_string();
                     match GuestLine::parse(&line) {
-                        Ok(Some(GuestLine::Heartbeat { seq, .. })) => beats.push(Beat {
+                        Ok(Some(GuestLine::Frame { seq, guest_us })) => frames.push((
                             seq,
-                            host_ms: now,
-                            on_dst,
-                        }),
+                            FrameSample {
+                                host_ms: now,
+                                guest_us,
+                            },
+                        )),
                         Ok(Some(
                             r @ (GuestLine::CheckOk { .. }
                             | GuestLine::CheckFail { .. }
-                            | GuestLine::Fail { .. }
-                            | GuestLine::Stat { .. }),
+                            | GuestLine::Fail { .. }),
                         )) => other.push((now, Ok(r))),
                         Ok(_) => {}
                         Err(_) => other.push((now, Err(line))),
@@ -242,7 +327,7 @@ fn follow(path: PathBuf, from: u64, t0: Instant, on_dst: bool, poll: Duration) -
             }
             thread::sleep(poll);
         }
-        (beats, other)
+        (frames, other)
     });
     Follower { stop, handle }
 }
@@ -266,12 +351,76 @@ fn kill(procs: &Procs, side: Side) {
     }
 }
 
-/// Runs one migration of `w` with `policy` over `link`; `tag` names its work directory.
+/// Merges both sides' frames by sequence number (the first sighting wins: a line can only be
+/// printed once, by the side that ran it) and orders them by host time.
+pub fn merge_frames(mut seen: Vec<(u64, FrameSample)>) -> Vec<FrameSample> {
+    seen.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.host_ms.total_cmp(&b.1.host_ms)));
+    seen.dedup_by_key(|f| f.0);
+    let mut v: Vec<FrameSample> = seen.into_iter().map(|f| f.1).collect();
+    v.sort_by(|a, b| a.host_ms.total_cmp(&b.host_ms));
+    v
+}
+
+/// What a run's transcript says: the events' timestamps (s since the epoch) and the capability.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct FromTranscript {
+    pub src_stop_s: Option<f64>,
+    pub dst_resume_s: Option<f64>,
+    pub preempt_set: Option<bool>,
+}
+
+/// Reads a transcript (JSON lines, docs/transcript-format.md): the first STOP of the source, the
+/// first RESUME of the destination after it, and the state the driver gave postcopy-preempt in
+/// its `migrate-set-capabilities` to the source.
+pub fn read_transcript(text: &str) -> FromTranscript {
+    let mut out = FromTranscript::default();
+    let mut planned = false;
+    for line in text.lines() {
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        let mon = v.get("mon").and_then(|m| m.as_str()).unwrap_or("");
+        let Some(msg) = v.get("msg") else { continue };
+        let ts = |m: &serde_json::Value| {
+            let t = m.get("timestamp")?;
+            Some(t.get("seconds")?.as_f64()? + t.get("microseconds")?.as_f64()? / 1e6)
+        };
+        match (mon, msg.get("event").and_then(|e| e.as_str())) {
+            ("src", Some("STOP")) if out.src_stop_s.is_none() => out.src_stop_s = ts(msg),
+            ("dst", Some("RESUME")) if out.src_stop_s.is_some() && out.dst_resume_s.is_none() => {
+                out.dst_resume_s = ts(msg)
+            }
+            _ => {}
+        }
+        // The plan is the first call with more than `events` in it (the last one resets all).
+        if mon == "src"
+            && !planned
+            && msg.get("execute").and_then(|e| e.as_str()) == Some("migrate-set-capabilities")
+        {
+            if let Some(caps) = msg
+                .pointer("/arguments/capabilities")
+                .and_then(|c| c.as_array())
+                .filter(|c| c.len() > 1)
+            {
+                planned = true;
+                out.preempt_set = Some(caps.iter().any(|c| {
+                    c.get("capability").and_then(|x| x.as_str()) == Some("postcopy-preempt")
+                        && c.get("state").and_then(|s| s.as_bool()) == Some(true)
+                }));
+            }
+        }
+    }
+    out
+}
+
+/// Runs `policy` on `w` over `link`, postcopy-preempt offered by the destination or not
+/// (`preempt`); `tag` names its work directory.
 pub fn run_one(
     env: &Env,
     w: &Workload,
     link: LinkSpec,
     policy: Policy,
+    preempt: bool,
     tag: &str,
 ) -> Result<RunResult, BenchError> {
     let dir = env.workdir.join(tag);
@@ -290,18 +439,112 @@ pub fn run_one(
     .map_err(BenchError::Testbed)?;
     let pair = QemuPair::start_in_hosts(&cfg, &tb.probe(), &dir)?;
     let (src_serial, dst_serial) = (pair.src.serial.clone(), pair.dst.serial.clone());
+    // Preempt off: the driver talks to the destination through the relay that hides it.
+    let filter = if preempt {
+        None
+    } else {
+        Some(
+            QmpFilter::start(&dir.join("dst-filter.qmp"), &pair.dst.qmp).map_err(|source| {
+                BenchError::Write {
+                    path: dir.join("dst-filter.qmp"),
+                    source,
+                }
+            })?,
+        )
+    };
+    let dst_qmp = filter
+        .as_ref()
+        .map(|f| f.path.clone())
+        .unwrap_or_else(|| pair.dst.qmp.clone());
     let src = Domain::open_qmp(&pair.src.qmp.display().to_string());
-    let dst = Domain::open_qmp(&pair.dst.qmp.display().to_string());
+    let dst = Domain::open_qmp(&dst_qmp.display().to_string());
     let procs: Procs = Arc::new(Mutex::new(pair));
 
+    // The guest is watched from LEAD_IN before the migrate call, so the interval that spans the
+    // switch has its frame before it even when the source stops at once.
+    let watch = Instant::now();
+    let fsrc = follow(src_serial.clone(), len_of(&src_serial), watch, env.poll);
+    let fdst = follow(dst_serial.clone(), 0, watch, env.poll);
+    thread::sleep(LEAD_IN);
+    let t0 = Instant::now();
+    let t0_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let lead_ms = t0.duration_since(watch).as_secs_f64() * 1000.0;
+    let mut r = RunResult::default();
+
+    if policy == Policy::Control {
+        thread::sleep(env.control);
+        r.completed = true;
+        r.total_s = env.control.as_secs_f64();
+        r.end_ms = r.total_s * 1000.0;
+    } else {
+        migrate(
+            env, w, link, policy, &tb, &src, &dst, &procs, &dir, t0, t0_epoch, &mut r,
+        )?;
+        // Keep watching the guest where it runs now.
+        thread::sleep(env.tail);
+    }
+    let (mut frames, mut checks) = fsrc.finish();
+    let (dframes, dchecks) = fdst.finish();
+    frames.extend(dframes);
+    checks.extend(dchecks);
+    for (_, line) in &checks {
+        match line {
+            Ok(GuestLine::CheckOk { .. }) => r.checks_ok += 1,
+            // CHECK FAIL, FAIL, or a report line that did not parse.
+            _ => r.check_failures += 1,
+        }
+    }
+    for f in &mut frames {
+        f.1.host_ms -= lead_ms;
+    }
+    r.frames = merge_frames(frames);
+    kill(&procs, Side::Src);
+    kill(&procs, Side::Dst);
+    drop(filter);
+    tb.teardown().map_err(BenchError::Testbed)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(r)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn migrate(
+    env: &Env,
+    w: &Workload,
+    link: LinkSpec,
+    policy: Policy,
+    tb: &Testbed,
+    src: &Arc<Domain>,
+    dst: &Arc<Domain>,
+    procs: &Procs,
+    dir: &Path,
+    t0: Instant,
+    t0_epoch: f64,
+    r: &mut RunResult,
+) -> Result<(), BenchError> {
     let port = crate::scenario::TESTBED_PORT;
-    let monitor = LinkMonitor::start(
+    let monitor = Arc::new(LinkMonitor::start(
         tb.probe(),
         port,
         link.rate_mib as f64,
         link.rtt_ms as f64,
         Duration::from_millis(100),
-    );
+    ));
+    let (switch_tx, switch_rx) = channel::<()>();
+    let done = Arc::new(AtomicBool::new(false));
+    let marker = {
+        let (m, done) = (monitor.clone(), done.clone());
+        thread::spawn(move || loop {
+            match switch_rx.recv_timeout(Duration::from_millis(20)) {
+                Ok(()) => return Some(m.mark_switch()),
+                Err(std::sync::mpsc::RecvTimeoutError::Timeout) if !done.load(Ordering::SeqCst) => {
+                }
+                Err(_) => return None,
+            }
+        })
+    };
     let req = MigrateRequest {
         flags: policy.flags(),
         uri: tb.migration_uri(port),
@@ -309,14 +552,14 @@ pub fn run_one(
         bandwidth_mib: None,
         postcopy_bandwidth_mib: None,
         connect_uri: None,
-        switch_policy: None,
+        switch_policy: match policy {
+            Policy::HalfPass => Some(SwitchPolicy::HalfPass),
+            Policy::Adaptive => Some(SwitchPolicy::Adaptive {
+                rtt_us: link.rtt_ms * 1000,
+            }),
+            _ => None,
+        },
     };
-
-    let t0 = Instant::now();
-    let fsrc = follow(src_serial.clone(), len_of(&src_serial), t0, false, env.poll);
-    let fdst = follow(dst_serial.clone(), 0, t0, true, env.poll);
-
-    let done = Arc::new(AtomicBool::new(false));
     let aborted = Arc::new(AtomicBool::new(false));
     let (job_tx, job_rx) = channel::<()>();
     let helper = {
@@ -357,7 +600,15 @@ pub fn run_one(
     let on_event = {
         let src = src.clone();
         let mut fired = false;
+        let switch_tx = Mutex::new(Some(switch_tx));
         Box::new(move |side: Side, ev: &DomainEvent| {
+            if let (Side::Src, DomainEvent::Lifecycle { event: e, detail }) = (side, ev) {
+                if *e == event::SUSPENDED && *detail == event::SUSPENDED_POSTCOPY {
+                    if let Some(tx) = switch_tx.lock().ok().and_then(|mut t| t.take()) {
+                        let _ = tx.send(());
+                    }
+                }
+            }
             let at = match policy {
                 Policy::AtOnce => 1,
                 Policy::ClientEvent => 2,
@@ -379,25 +630,44 @@ pub fn run_one(
         let procs = procs.clone();
         Box::new(move |side: Side| kill(&procs, side))
     };
+    let transcript = dir.join("run.jsonl");
     let opts = MigrateOptions {
         on_event: Some(on_event),
         on_stop: Some(on_stop),
         job_started: Some(job_tx),
-        ..MigrateOptions::default()
+        deadline: Some(env.deadline),
+        record: Some(RecordSpec {
+            path: transcript.clone(),
+            scenario: format!("bench-{}", policy.key()),
+            description: Some(format!("postcopy bench, workload {}", w.name)),
+            qemu_src: "bench".into(),
+            qemu_dst: "bench".into(),
+            append: false,
+            epoch: Some(t0),
+        }),
     };
-    let live = api::migrate_with(&src, &dst, req, opts);
+    let live = api::migrate_with(src, dst, req, opts);
     let end = t0.elapsed();
     done.store(true, Ordering::SeqCst);
     let _ = helper.join();
-    let link_detail = monitor.finish().map_err(BenchError::Testbed)?;
-    let mut r = RunResult {
-        total_s: end.as_secs_f64(),
-        end_ms: end.as_secs_f64() * 1000.0,
-        aborted_at_limit: aborted.load(Ordering::SeqCst),
-        link_bytes: link_detail.bytes,
-        connections: link_detail.report.connections as u64,
-        ..RunResult::default()
-    };
+    // The marker thread ends when it marked the switch or sees `done`.
+    let _ = marker.join();
+    let link_detail = Arc::try_unwrap(monitor)
+        .map_err(|_| {
+            BenchError::Testbed(crate::testbed::TestbedError::Parse {
+                command: "link monitor".into(),
+                what: "still shared after the migration".into(),
+            })
+        })?
+        .finish()
+        .map_err(BenchError::Testbed)?;
+    r.total_s = end.as_secs_f64();
+    r.end_ms = end.as_secs_f64() * 1000.0;
+    r.aborted_at_limit = aborted.load(Ordering::SeqCst);
+    r.link_bytes = link_detail.bytes;
+    r.connections = link_detail.report.connections as u64;
+    r.achieved_mib_s = link_detail.report.achieved_mib_s;
+    r.backlog_at_switch = link_detail.report.backlog_at_switch_bytes;
     match &live {
         Ok(l) => {
             let base = l
@@ -406,7 +676,6 @@ pub fn run_one(
                 .map(|s| s.saturating_duration_since(t0).as_secs_f64() * 1000.0)
                 .unwrap_or(0.0);
             r.switch_at_ms = l.stats.postcopy_at.map(|d| base + d.as_secs_f64() * 1000.0);
-            r.switch_latency_ms = l.stats.switch_latency.map(|d| d.as_secs_f64() * 1000.0);
             match &l.report.result {
                 Ok(o) => {
                     r.completed = true;
@@ -421,54 +690,69 @@ pub fn run_one(
         }
         Err(e) => r.error = Some(e.to_string()),
     }
-    // Keep watching the guest where it runs now: heartbeats for the tail, then one CHECK.
-    let watch_until = Instant::now() + env.tail;
-    let cap = Instant::now() + env.tail + Duration::from_secs(6);
-    let check_file = if r.completed {
-        &dst_serial
-    } else {
-        &src_serial
-    };
-    let from = len_of(check_file);
-    loop {
-        let now = Instant::now();
-        if now >= cap {
-            break;
-        }
-        if now >= watch_until {
-            let text = std::fs::read(check_file).unwrap_or_default();
-            let tail = String::from_utf8_lossy(text.get(from as usize..).unwrap_or_default());
-            if tail.lines().any(|l| {
-                matches!(
-                    GuestLine::parse(l),
-                    Ok(Some(
-                        GuestLine::CheckOk { .. } | GuestLine::CheckFail { .. }
-                    ))
-                )
-            }) {
-                break;
+    let t = read_transcript(&std::fs::read_to_string(&transcript).unwrap_or_default());
+    r.preempt_set = t.preempt_set;
+    r.qmp_stop_ms = t.src_stop_s.map(|s| (s - t0_epoch) * 1000.0);
+    r.qmp_resume_ms = t.dst_resume_s.map(|s| (s - t0_epoch) * 1000.0);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_merge_by_sequence_first_sighting_wins() {
+        let f = |seq, host_ms, guest_us| (seq, FrameSample { host_ms, guest_us });
+        // Frame 2 seen on both sides (a serial buffer replayed): the earlier host time wins.
+        let m = merge_frames(vec![
+            f(3, 130.0, 120_000),
+            f(1, 40.0, 40_000),
+            f(2, 90.0, 80_000),
+            f(2, 80.0, 80_000),
+        ]);
+        let host: Vec<f64> = m.iter().map(|x| x.host_ms).collect();
+        assert_eq!(host, vec![40.0, 80.0, 130.0]);
+    }
+
+    #[test]
+    fn the_transcript_gives_stop_resume_and_preempt() {
+        let t = r#"{"kind":"header","version":1}
+{"kind":"send","t":5,"mon":"src","msg":{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":true},{"capability":"postcopy-preempt","state":true}]}}}
+{"kind":"recv","t":1965,"mon":"dst","msg":{"timestamp":{"seconds":99,"microseconds":0},"event":"RESUME"}}
+{"kind":"recv","t":1965,"mon":"src","msg":{"timestamp":{"seconds":100,"microseconds":500000},"event":"STOP"}}
+{"kind":"recv","t":1980,"mon":"dst","msg":{"timestamp":{"seconds":100,"microseconds":750000},"event":"RESUME"}}
+{"kind":"recv","t":1990,"mon":"dst","msg":{"timestamp":{"seconds":101,"microseconds":0},"event":"RESUME"}}
+{"kind":"send","t":2000,"mon":"src","msg":{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":false},{"capability":"postcopy-preempt","state":false}]}}}"#;
+        let r = read_transcript(t);
+        assert_eq!(
+            r,
+            FromTranscript {
+                src_stop_s: Some(100.5),
+                dst_resume_s: Some(100.75),
+                preempt_set: Some(true),
             }
-        }
-        thread::sleep(Duration::from_millis(50));
+        );
+        let off = r#"{"kind":"send","t":5,"mon":"src","msg":{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":true},{"capability":"return-path","state":true}]}}}"#;
+        assert_eq!(read_transcript(off).preempt_set, Some(false));
     }
-    let (mut beats, mut checks) = fsrc.finish();
-    let (dbeats, dchecks) = fdst.finish();
-    beats.extend(dbeats);
-    checks.extend(dchecks);
-    for (at, line) in &checks {
-        match line {
-            // The pass's duration on the guest's clock.
-            Ok(GuestLine::Stat { ms, .. }) => r.passes.push((*at, *ms)),
-            Ok(GuestLine::CheckOk { .. }) => r.checks_ok += 1,
-            // CHECK FAIL, FAIL, or a report line that did not parse.
-            _ => r.check_failures += 1,
-        }
+
+    #[test]
+    fn a_workload_knows_its_rate_and_what_must_cross() {
+        let w = Workload {
+            name: "x".into(),
+            what: String::new(),
+            memory_mib: 128,
+            guest: "mode=frame ro=64 hot=8 cold=16 fps=20".into(),
+        };
+        assert_eq!(w.fps(), 20.0);
+        assert_eq!(w.must_cross_bytes(), 88 * 1024 * 1024 + 512 * 1024);
+        let rest = Workload {
+            guest: "mode=frame ro=64 hot=8 cold=0 kern=128 fb=128".into(),
+            ..w
+        };
+        // cold 0: the rest of 128 MiB after 16 MiB, ro, hot and the 1 MiB margin: 39 MiB.
+        assert_eq!(rest.fps(), 25.0);
+        assert_eq!(rest.must_cross_bytes(), 111 * 1024 * 1024 + 256 * 1024);
     }
-    r.passes.sort_by(|a, b| a.0.total_cmp(&b.0));
-    r.beats = beats;
-    kill(&procs, Side::Src);
-    kill(&procs, Side::Dst);
-    tb.teardown().map_err(BenchError::Testbed)?;
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(r)
 }

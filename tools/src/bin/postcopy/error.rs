@@ -29,6 +29,8 @@ pub(crate) enum CliError {
     BadWorkload(String),
     #[error("unknown policy {0:?}")]
     UnknownPolicy(String),
+    #[error("--preempt takes off and on, not {0:?}")]
+    BadPreempt(String),
     #[error("cannot read {}", .0.display())]
     Read(PathBuf, #[source] std::io::Error),
     #[error("cannot write {}", .0.display())]
