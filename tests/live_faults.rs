@@ -270,7 +270,20 @@ fn abort_in_precopy_cancels_and_restores_the_source() {
     ));
     let rep = r.last().unwrap();
     let e = rep.result.as_ref().expect_err("aborted");
-    assert_eq!(e.code, code::OPERATION_ABORTED);
+    assert_eq!(r.api_log, [("abort_job".to_string(), "ok".to_string())]);
+    // The call follows QEMU's final status, as libvirt's qemuMigrationJobCheckStatus does:
+    // `cancelled`, or, in about one run of six on QEMU 10.0.2, `failed`: a `migrate_cancel` that
+    // lands at the start of the stream races QEMU's own setup (it reports `active`, then
+    // `failed` with "Channel error: Input/output error" or a broken pipe).
+    let cancelled = (e.code, e.message())
+        == (
+            code::OPERATION_ABORTED,
+            "operation aborted: job 'migration out' canceled by client".to_string(),
+        );
+    let qemu_failed = e.code == code::OPERATION_FAILED
+        && e.message()
+            .starts_with("operation failed: job 'migration out' failed: ");
+    assert!(cancelled || qemu_failed, "{e:?}");
     assert_eq!(rep.src_state.state, state::RUNNING);
     assert!(r.src_alive, "the source keeps running");
     assert!(
