@@ -53,17 +53,6 @@ pub enum Policy {
 }
 
 impl Policy {
-    pub const ALL: [Policy; 8] = [
-        Policy::Control,
-        Policy::Precopy,
-        Policy::AtOnce,
-        Policy::AfterPrecopy,
-        Policy::HalfPass,
-        Policy::Adaptive,
-        Policy::ClientEvent,
-        Policy::ClientPoll,
-    ];
-
     /// The default set (issue 14): virsh- and Nova-style switching differ in latency, not in
     /// where they switch, and are measured apart (`--policies client-event,client-poll`).
     pub const DEFAULT: [Policy; 6] = [
@@ -74,6 +63,14 @@ impl Policy {
         Policy::HalfPass,
         Policy::Adaptive,
     ];
+
+    /// Outside the default set.
+    pub const CLIENT_SIDE: [Policy; 2] = [Policy::ClientEvent, Policy::ClientPoll];
+
+    /// Every policy: the default set, then the client-side switches.
+    pub fn all() -> impl Iterator<Item = Policy> {
+        Policy::DEFAULT.into_iter().chain(Policy::CLIENT_SIDE)
+    }
 
     /// Short name (CSV, options).
     pub fn key(self) -> &'static str {
@@ -118,7 +115,7 @@ impl Policy {
     }
 
     pub fn parse(s: &str) -> Option<Policy> {
-        Policy::ALL.into_iter().find(|p| p.key() == s)
+        Policy::all().find(|p| p.key() == s)
     }
 
     fn flags(self) -> u32 {
