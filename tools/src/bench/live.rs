@@ -29,6 +29,8 @@ use postcopy_core::driver::vocab::{
     event, param, VIR_MIGRATE_LIVE, VIR_MIGRATE_POSTCOPY, VIR_MIGRATE_POSTCOPY_AFTER_PRECOPY,
 };
 use postcopy_core::driver::{DomainEvent, MigrateRequest, Side};
+use postcopy_core::transcript::format::MonitorTag;
+use postcopy_core::transcript::Record;
 use postcopy_shim::api::{self, Domain, MigrateOptions, RecordSpec};
 
 /// How (and whether) the switch to post-copy is made.
@@ -366,45 +368,52 @@ pub struct FromTranscript {
     pub preempt_set: Option<bool>,
 }
 
-/// Reads a transcript (JSON lines, docs/transcript-format.md): the first STOP of the source, the
+/// Reads a run's transcript records (qemu-fixtures/README.md): the first STOP of the source, the
 /// first RESUME of the destination after it, and the state the driver gave postcopy-preempt in
 /// its `migrate-set-capabilities` to the source.
-pub fn read_transcript(text: &str) -> FromTranscript {
+pub fn read_transcript<'a>(records: impl IntoIterator<Item = &'a Record>) -> FromTranscript {
     let mut out = FromTranscript::default();
     let mut planned = false;
-    for line in text.lines() {
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-            continue;
-        };
-        let mon = v.get("mon").and_then(|m| m.as_str()).unwrap_or("");
-        let Some(msg) = v.get("msg") else { continue };
-        let ts = |m: &serde_json::Value| {
-            let t = m.get("timestamp")?;
-            Some(t.get("seconds")?.as_f64()? + t.get("microseconds")?.as_f64()? / 1e6)
-        };
-        match (mon, msg.get("event").and_then(|e| e.as_str())) {
-            ("src", Some("STOP")) if out.src_stop_s.is_none() => out.src_stop_s = ts(msg),
-            ("dst", Some("RESUME")) if out.src_stop_s.is_some() && out.dst_resume_s.is_none() => {
-                out.dst_resume_s = ts(msg)
+    let ts = |m: &serde_json::Value| {
+        let t = m.get("timestamp")?;
+        Some(t.get("seconds")?.as_f64()? + t.get("microseconds")?.as_f64()? / 1e6)
+    };
+    for record in records {
+        match record {
+            Record::Recv { mon, msg, .. } => match (mon, msg.get("event").and_then(|e| e.as_str()))
+            {
+                (MonitorTag::Src, Some("STOP")) if out.src_stop_s.is_none() => {
+                    out.src_stop_s = ts(msg)
+                }
+                (MonitorTag::Dst, Some("RESUME"))
+                    if out.src_stop_s.is_some() && out.dst_resume_s.is_none() =>
+                {
+                    out.dst_resume_s = ts(msg)
+                }
+                _ => {}
+            },
+            // The plan is the first call with more than `events` in it (the last one resets all).
+            Record::Send {
+                mon: MonitorTag::Src,
+                msg,
+                ..
+            } if !planned
+                && msg.get("execute").and_then(|e| e.as_str())
+                    == Some("migrate-set-capabilities") =>
+            {
+                if let Some(caps) = msg
+                    .pointer("/arguments/capabilities")
+                    .and_then(|c| c.as_array())
+                    .filter(|c| c.len() > 1)
+                {
+                    planned = true;
+                    out.preempt_set = Some(caps.iter().any(|c| {
+                        c.get("capability").and_then(|x| x.as_str()) == Some("postcopy-preempt")
+                            && c.get("state").and_then(|s| s.as_bool()) == Some(true)
+                    }));
+                }
             }
             _ => {}
-        }
-        // The plan is the first call with more than `events` in it (the last one resets all).
-        if mon == "src"
-            && !planned
-            && msg.get("execute").and_then(|e| e.as_str()) == Some("migrate-set-capabilities")
-        {
-            if let Some(caps) = msg
-                .pointer("/arguments/capabilities")
-                .and_then(|c| c.as_array())
-                .filter(|c| c.len() > 1)
-            {
-                planned = true;
-                out.preempt_set = Some(caps.iter().any(|c| {
-                    c.get("capability").and_then(|x| x.as_str()) == Some("postcopy-preempt")
-                        && c.get("state").and_then(|s| s.as_bool()) == Some(true)
-                }));
-            }
         }
     }
     out
@@ -687,7 +696,11 @@ fn migrate(
         }
         Err(e) => r.error = Some(e.to_string()),
     }
-    let t = read_transcript(&std::fs::read_to_string(&transcript).unwrap_or_default());
+    // The project's one transcript reader; a run whose transcript cannot be read has no QMP
+    // times (its row says so).
+    let t = postcopy_shim::load_transcript(&transcript)
+        .map(|t| read_transcript(t.records.iter().map(|(_, r)| r)))
+        .unwrap_or_default();
     r.preempt_set = t.preempt_set;
     r.qmp_stop_ms = t.src_stop_s.map(|s| (s - t0_epoch) * 1000.0);
     r.qmp_resume_ms = t.dst_resume_s.map(|s| (s - t0_epoch) * 1000.0);
@@ -714,14 +727,18 @@ mod tests {
 
     #[test]
     fn the_transcript_gives_stop_resume_and_preempt() {
-        let t = r#"{"kind":"header","version":1}
-{"kind":"send","t":5,"mon":"src","msg":{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":true},{"capability":"postcopy-preempt","state":true}]}}}
+        let records = |text: &str| -> Vec<Record> {
+            text.lines()
+                .map(|l| serde_json::from_str(l).expect("a record"))
+                .collect()
+        };
+        let t = r#"{"kind":"send","t":5,"mon":"src","msg":{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":true},{"capability":"postcopy-preempt","state":true}]}}}
 {"kind":"recv","t":1965,"mon":"dst","msg":{"timestamp":{"seconds":99,"microseconds":0},"event":"RESUME"}}
 {"kind":"recv","t":1965,"mon":"src","msg":{"timestamp":{"seconds":100,"microseconds":500000},"event":"STOP"}}
 {"kind":"recv","t":1980,"mon":"dst","msg":{"timestamp":{"seconds":100,"microseconds":750000},"event":"RESUME"}}
 {"kind":"recv","t":1990,"mon":"dst","msg":{"timestamp":{"seconds":101,"microseconds":0},"event":"RESUME"}}
 {"kind":"send","t":2000,"mon":"src","msg":{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":false},{"capability":"postcopy-preempt","state":false}]}}}"#;
-        let r = read_transcript(t);
+        let r = read_transcript(&records(t));
         assert_eq!(
             r,
             FromTranscript {
@@ -731,7 +748,7 @@ mod tests {
             }
         );
         let off = r#"{"kind":"send","t":5,"mon":"src","msg":{"execute":"migrate-set-capabilities","arguments":{"capabilities":[{"capability":"postcopy-ram","state":true},{"capability":"return-path","state":true}]}}}"#;
-        assert_eq!(read_transcript(off).preempt_set, Some(false));
+        assert_eq!(read_transcript(&records(off)).preempt_set, Some(false));
     }
 
     #[test]
