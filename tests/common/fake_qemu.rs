@@ -83,8 +83,19 @@ impl Fake {
     }
 
     pub fn with(flags: u32, src_caps: Vec<&'static str>, dst_caps: Vec<&'static str>) -> Fake {
+        Fake::build(req(flags), (10, 0, 2), src_caps, dst_caps)
+    }
+
+    /// The one constructor: a migration of `req` between two QEMUs of `version` offering these
+    /// capabilities.
+    fn build(
+        req: MigrateRequest,
+        version: (u64, u64, u64),
+        src_caps: Vec<&'static str>,
+        dst_caps: Vec<&'static str>,
+    ) -> Fake {
         Fake {
-            m: Migration::new(req(flags), PerSide::new((10, 0, 2), (10, 0, 2))),
+            m: Migration::new(req, PerSide::new(version, version)),
             sent: Vec::new(),
             events: Vec::new(),
             api: Vec::new(),
@@ -274,8 +285,7 @@ impl Fake {
 
     /// As `started`, with both QEMUs of `version`.
     pub fn started_on(flags: u32, version: (u64, u64, u64)) -> Fake {
-        let mut f = Fake::new(flags);
-        f.m = Migration::new(req(flags), PerSide::new(version, version));
+        let mut f = Fake::build(req(flags), version, ALL_CAPS.to_vec(), ALL_CAPS.to_vec());
         f.start();
         assert_eq!(
             f.count("migrate"),
@@ -309,9 +319,7 @@ impl Fake {
 impl Fake {
     /// A fake pair for `req` (a test's own request: a switch policy, other flags).
     pub fn for_request(req: MigrateRequest) -> Fake {
-        let mut f = Fake::new(req.flags);
-        f.m = Migration::new(req, PerSide::new((10, 0, 2), (10, 0, 2)));
-        f
+        Fake::build(req, (10, 0, 2), ALL_CAPS.to_vec(), ALL_CAPS.to_vec())
     }
 
     /// QEMU answers the first held command now, with `result`.
