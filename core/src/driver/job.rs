@@ -138,7 +138,7 @@ impl Migration {
     /// No reply will come on `side` (its monitor closed, or the deadline passed after the call
     /// ended): the calls waiting for one fail with `err`, as libvirt's monitor call fails when
     /// the monitor goes away under it; an unanswered deadline pause is said in a warning.
-    pub(super) fn api_lost(&mut self, side: Side, err: &VirError, out: &mut Vec<Action>) {
+    pub(super) fn awaited_lost(&mut self, side: Side, err: &VirError, out: &mut Vec<Action>) {
         let (lost, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaited)
             .into_iter()
             .partition(|(_, s, _)| *s == side);

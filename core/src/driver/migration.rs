@@ -337,7 +337,7 @@ impl Migration {
                     }
                 }
                 Input::Closed { side, reason } => {
-                    self.api_lost(side, &Migration::monitor_closed(side, &reason), &mut out)
+                    self.awaited_lost(side, &Migration::monitor_closed(side, &reason), &mut out)
                 }
                 Input::Deadline { limit } => {
                     let err = VirError::new(
@@ -348,7 +348,7 @@ impl Migration {
                         ),
                     );
                     for side in Side::BOTH {
-                        self.api_lost(side, &err, &mut out);
+                        self.awaited_lost(side, &err, &mut out);
                     }
                 }
                 _ => {}
@@ -365,7 +365,7 @@ impl Migration {
             Input::Event { side, name, data } => self.on_event(side, &name, &data, &mut out),
             Input::Api(call) => self.on_api(call, &mut out),
             Input::Closed { side, reason } => {
-                self.api_lost(side, &Migration::monitor_closed(side, &reason), &mut out);
+                self.awaited_lost(side, &Migration::monitor_closed(side, &reason), &mut out);
                 self.on_closed(side, reason, &mut out)
             }
             Input::Tick => self.on_tick(&mut out),
