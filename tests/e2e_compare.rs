@@ -137,65 +137,6 @@ fn default_greeting() -> Value {
     json!({"QMP": {"version": {"qemu": {"micro": 2, "minor": 0, "major": 10}, "package": ""}, "capabilities": ["oob"]}})
 }
 
-fn qemu_version(greeting: &Value) -> (u64, u64, u64) {
-    let v = &greeting["QMP"]["version"]["qemu"];
-    let n = |k: &str| v[k].as_u64().unwrap_or(0);
-    (n("major"), n("minor"), n("micro"))
-}
-
-/// Allowed difference 11: our series' driver (patch 0005) switches at the first
-/// `MIGRATION_PASS` >= 2 on every QEMU; the shim does that only up to QEMU 10.0 and on later
-/// versions first asks `query-migrate` whether the first full pass is done
-/// (docs/driver-behaviour.md §7 rule 2). For a transcript of the patched 11.3.0 with the flag on
-/// a source QEMU > 10.0 in which the driver switched without asking, the shim is shown the
-/// source's greeting as QEMU 10.0.0 (the only use of the source's version in the shim is that
-/// rule), so that everything else is compared. Printed when it applies.
-fn series_pass_rule(
-    header: &postcopy_core::transcript::Header,
-    records: &[Record],
-    src_greeting: &mut Value,
-) {
-    let version = qemu_version(src_greeting);
-    if header.flags & (1 << 21) == 0 || version < (10, 1, 0) {
-        return;
-    }
-    // The source's commands after its first MIGRATION_PASS, outside client API calls: did the
-    // driver ask query-migrate before its migrate-start-postcopy?
-    let (mut seen_pass, mut in_api) = (false, false);
-    for r in records {
-        match r {
-            Record::Api { .. } => in_api = true,
-            Record::ApiReturn { .. } => in_api = false,
-            Record::Recv {
-                mon: MonitorTag::Src,
-                msg,
-                ..
-            } if msg.get("event").and_then(Value::as_str) == Some("MIGRATION_PASS") => {
-                seen_pass = true
-            }
-            Record::Send {
-                mon: MonitorTag::Src,
-                msg,
-                ..
-            } if seen_pass && !in_api => match exec(msg) {
-                "query-migrate" => return,
-                "migrate-start-postcopy" => break,
-                _ => {}
-            },
-            _ => {}
-        }
-    }
-    if !seen_pass {
-        return;
-    }
-    println!(
-        "  allowed difference 11: the series' driver switched at MIGRATION_PASS without asking \
-         query-migrate on QEMU {}.{}.{}: the shim is shown the source as QEMU 10.0.0",
-        version.0, version.1, version.2
-    );
-    src_greeting["QMP"]["version"]["qemu"] = json!({"major": 10, "minor": 0, "micro": 0});
-}
-
 /// libvirt's conversation as the shim would have it (tests/e2e/ALLOWED-DIFFERENCES.md).
 pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
     let records: Vec<Record> = t.records.iter().map(|(_, r)| r.clone()).collect();
@@ -205,9 +146,8 @@ pub fn shim_view(t: &Transcript) -> Result<Transcript, String> {
             _ => None,
         })
     };
-    let mut greetings = [MonitorTag::Src, MonitorTag::Dst]
+    let greetings = [MonitorTag::Src, MonitorTag::Dst]
         .map(|m| find_first(m, &|v| v.get("QMP").is_some()).unwrap_or_else(default_greeting));
-    series_pass_rule(&t.header, &records, &mut greetings[0]);
     // libvirt asks each QEMU for its capabilities when it starts it: the shim gets that reply.
     let caps = |mon: MonitorTag| -> Result<Value, String> {
         let id = records.iter().find_map(|r| match r {

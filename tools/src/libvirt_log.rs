@@ -336,12 +336,24 @@ pub struct Summary {
     pub pre_switchover_before_reply: bool,
     /// `migrate-continue` commands written on the source.
     pub migrate_continue_count: usize,
+    /// The last `query-migrate` reply on the source before the first `migrate-start-postcopy`:
+    /// pages sent (`ram.normal` + `ram.duplicate`) and pages of guest RAM (`ram.total` /
+    /// `ram.page-size`, rounded up). On QEMU > 10.0 this is the reply the flag's switch was
+    /// decided on (docs/driver-behaviour.md §7 rule 2).
+    pub pages_before_switch: Option<(u64, u64)>,
 }
 
 impl Summary {
     pub fn latency_ms(&self) -> Option<u64> {
         self.start_postcopy_ms?.checked_sub(self.pass2_ms?)
     }
+}
+
+/// Pages sent and pages of guest RAM from a `query-migrate` reply's `ram` object.
+fn ram_pages(ram: &Value) -> Option<(u64, u64)> {
+    let n = |k: &str| ram.get(k).and_then(Value::as_u64);
+    let page = n("page-size").filter(|p| *p > 0)?;
+    Some((n("normal")? + n("duplicate")?, n("total")?.div_ceil(page)))
 }
 
 fn exec(m: &Value) -> &str {
@@ -553,6 +565,11 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
                             }
                         }
                         _ => {}
+                    }
+                }
+                if m.mon == MonitorTag::Src && summary.start_postcopy_ms.is_none() {
+                    if let Some(pages) = m.msg.pointer("/return/ram").and_then(ram_pages) {
+                        summary.pages_before_switch = Some(pages);
                     }
                 }
                 records.push(Record::Recv {
