@@ -234,6 +234,9 @@ def main():
     p.add_argument("--verify", type=float, default=8.0)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--runs", type=int, default=6)
+    p.add_argument("--keep", metavar="DIR",
+                   help="copy a run's serial outputs and QEMU logs to DIR/runN when it was not verified")
+    p.add_argument("--keep-all", action="store_true", help="with --keep: keep verified runs too")
     p.add_argument("--dump", action="append", metavar="ADDR",
                    help="with --diagnose: also show 8 words of guest-physical memory at ADDR on both sides (repeatable)")
     p.add_argument("--diagnose", action="store_true",
@@ -264,6 +267,10 @@ def main():
         try:
             tb = Testbed(a.testbed, 64) if a.testbed else None
             verdict, what = one_run(a, wd, tb)
+            if a.keep and (verdict != "verified" or a.keep_all):
+                kept = os.path.join(a.keep, f"run{i + 1}")
+                shutil.copytree(wd, kept, ignore=shutil.ignore_patterns("*.qmp"))
+                what += f" (kept in {kept})"
         except (RuntimeError, OSError) as e:
             verdict, what = "error", str(e)
         finally:
