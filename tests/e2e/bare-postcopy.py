@@ -6,7 +6,9 @@ ours (tests/e2e/LIBVIRT-12.8.md, "Guest memory in post-copy"): the same guest ke
 line as ci/e2e's scenarios, the capabilities chosen here, the switch after a fixed time.
 
     tests/e2e/bare-postcopy.py --qemu QEMU --guest-elf target/guest/postcopy-guest.elf \
-        --runs 6 [--no-preempt] [--libvirt-caps] [--postcopy-bandwidth MIB_S]
+        --runs 6 [--no-preempt] [--libvirt-caps] [--postcopy-bandwidth MIB_S] \
+        [--accel tcg,thread=single] [--qemu-arg=-trace --qemu-arg=EVENT ...] \
+        [--dst-qemu QEMU2 --machine pc-i440fx-10.0] [--diagnose [--dump ADDR]] [--keep DIR [--keep-all]]
 
 Each run starts a source QEMU (the guest) and a destination QEMU (-incoming defer) on this
 machine's loopback (or, with --testbed, in the two hosts of a fresh `postcopy testbed`), sets the capabilities on both (postcopy-ram and return-path; postcopy-preempt
