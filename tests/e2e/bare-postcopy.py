@@ -204,7 +204,10 @@ def one_run(a, wd, tb):
             what += "; no heartbeat in the last second (stuck)"
         verdict = "verified" if ok >= 1 and alive and not fails and boots == 0 and resets == 0 else "lost"
         if verdict == "lost" and a.diagnose:
-            what += "\n" + diagnose(src, dst, procs[1].pid, a.dump or [])
+            try:
+                what += "\n" + diagnose(src, dst, procs[1].pid, a.dump or [])
+            except (RuntimeError, OSError) as e:  # the verdict stands; say why there is no more
+                what += f"\n  (diagnosis failed: {e})"
         return verdict, what
     finally:
         for p in procs:
