@@ -92,6 +92,7 @@ static u32 clk_freq, clk_mask, clk_last;
 static u64 clk_ticks;
 static u32 now_ms;
 static u32 force_pit;       /* pit=1: do not use the ACPI PM timer */
+static u32 tlb_flush;       /* tlbflush=1: flush the TLB on every tick (CR4.PGE toggled twice) */
 
 static u32 pci_read(u32 bus, u32 dev, u32 fn, u32 reg)
 {
@@ -160,6 +161,14 @@ static u32 tok, tok_last, tok_cap;         /* milli-pages */
 
 static void tick(void)
 {
+    if (tlb_flush) {
+        /* Changing CR4.PGE flushes the whole TLB, also with paging off (as a kernel's context
+         * switch does): QEMU's TCG then takes its slow write path again for every page. */
+        u32 cr4;
+        __asm__ volatile("mov %%cr4, %0" : "=r"(cr4));
+        __asm__ volatile("mov %0, %%cr4" : : "r"(cr4 ^ 0x80u) : "memory");
+        __asm__ volatile("mov %0, %%cr4" : : "r"(cr4) : "memory");
+    }
     clk_poll();
     if (beat_ms && (s32)(now_ms - hb_next) >= 0) {
         puts_("HB "); putdec(hb_seq++); putch(' '); putdec(now_ms); putch('\n');
@@ -348,6 +357,7 @@ static void parse_cmdline(void)
             else if (streq(tok_, "cverify")) dst = &cverify_mb;
             else if (streq(tok_, "inject")) dst = &inject_pass;
             else if (streq(tok_, "pit")) dst = &force_pit;
+            else if (streq(tok_, "tlbflush")) dst = &tlb_flush;
             else if (streq(tok_, "fps")) dst = &fps;
             else if (streq(tok_, "fws")) dst = &fws_kb;
             else if (streq(tok_, "kern")) dst = &kern_kb;

@@ -6,7 +6,9 @@ ours (tests/e2e/LIBVIRT-12.8.md, "Guest memory in post-copy"): the same guest ke
 line as ci/e2e's scenarios, the capabilities chosen here, the switch after a fixed time.
 
     tests/e2e/bare-postcopy.py --qemu QEMU --guest-elf target/guest/postcopy-guest.elf \
-        --runs 6 [--no-preempt] [--libvirt-caps] [--postcopy-bandwidth MIB_S]
+        --runs 6 [--no-preempt] [--libvirt-caps] [--postcopy-bandwidth MIB_S] \
+        [--accel tcg,thread=single] [--qemu-arg=-trace --qemu-arg=EVENT ...] \
+        [--dst-qemu QEMU2 --machine pc-i440fx-10.0] [--diagnose [--dump ADDR]] [--keep DIR [--keep-all]]
 
 Each run starts a source QEMU (the guest) and a destination QEMU (-incoming defer) on this
 machine's loopback (or, with --testbed, in the two hosts of a fresh `postcopy testbed`), sets the capabilities on both (postcopy-ram and return-path; postcopy-preempt
@@ -68,13 +70,44 @@ class Qmp:
             return r["return"]
 
 
-def start_qemu(qemu, wd, side, guest, cmdline, mem, host=None):
-    argv = ([] if host is None else ["nsenter", f"--net={host}", "--"]) + [qemu, "-M", "pc", "-accel", "tcg", "-m", str(mem), "-display", "none",
+def start_qemu(qemu, wd, side, guest, cmdline, mem, accel, extra, machine, host=None):
+    argv = ([] if host is None else ["nsenter", f"--net={host}", "--"]) + [qemu, "-M", machine, "-accel", accel, "-m", str(mem), "-display", "none",
             "-nodefaults", "-no-user-config", "-kernel", guest, "-append", cmdline,
             "-serial", f"file:{wd}/{side}.serial", "-qmp", f"unix:{wd}/{side}.qmp,server=on,wait=off"]
+    argv += extra
     if side == "dst":
         argv += ["-incoming", "defer"]
     return subprocess.Popen(argv, stdout=open(f"{wd}/{side}.log", "w"), stderr=subprocess.STDOUT)
+
+
+def diagnose(src, dst, dst_pid, a_dump):
+    """What a lost run's destination is doing: both sides' migration counters, the vCPU's
+    registers twice a second apart, and where each destination thread waits in the kernel."""
+    out = []
+    for name, q in (("src", src), ("dst", dst)):
+        m = q.cmd("query-migrate")
+        ram = m.get("ram", {})
+        keep = {k: ram[k] for k in ("transferred", "remaining", "total", "duplicate", "normal",
+                                    "postcopy-requests", "postcopy-bytes", "dirty-sync-count",
+                                    "precopy-bytes", "downtime-bytes") if k in ram}
+        out.append(f"  {name} query-migrate: status {m.get('status')} ram {json.dumps(keep)}")
+    for name, q in (("src", src), ("dst", dst)):
+        for addr in a_dump:
+            mem = q.cmd("human-monitor-command", **{"command-line": f"xp /8xw {addr}"})
+            out.append(f"  {name} " + " ".join(mem.split()))
+    for i in range(2):
+        regs = dst.cmd("human-monitor-command", **{"command-line": "info registers"})
+        out.append("  dst regs: " + " ".join(w for w in regs.split() if w.startswith(("EIP=", "EAX=", "ESI=", "EDI=", "ECX=", "EBX=", "EDX=")) or w.startswith("HLT=")))
+        time.sleep(1)
+    for t in sorted(os.listdir(f"/proc/{dst_pid}/task")):
+        try:
+            comm = open(f"/proc/{dst_pid}/task/{t}/comm").read().strip()
+            wchan = open(f"/proc/{dst_pid}/task/{t}/wchan").read().strip()
+            stack = open(f"/proc/{dst_pid}/task/{t}/stack").read().split("\n")[:4]
+        except OSError as e:
+            comm, wchan, stack = "?", str(e), []
+        out.append(f"  dst task {t} {comm}: wchan {wchan}; {' | '.join(l.split()[-1] for l in stack if l)}")
+    return "\n".join(out)
 
 
 def free_port():
@@ -108,11 +141,12 @@ class Testbed:
 def one_run(a, wd, tb):
     hosts = (None, None) if tb is None else (tb.src, tb.dst)
     addr = "127.0.0.1" if tb is None else tb.dst_addr
-    procs = [start_qemu(a.qemu, wd, "src", a.guest_elf, a.guest, a.memory, hosts[0]),
-             start_qemu(a.qemu, wd, "dst", a.guest_elf, a.guest, a.memory, hosts[1])]
+    extra = a.qemu_arg or []
+    procs = [start_qemu(a.qemu, wd, "src", a.guest_elf, a.guest, a.memory, a.accel, extra, a.machine, hosts[0]),
+             start_qemu(a.dst_qemu or a.qemu, wd, "dst", a.guest_elf, a.guest, a.memory, a.accel, extra, a.machine, hosts[1])]
     try:
         src, dst = Qmp(f"{wd}/src.qmp", 10), Qmp(f"{wd}/dst.qmp", 10)
-        end = time.time() + 20
+        end = time.time() + a.ready_timeout
         while "READY" not in open(f"{wd}/src.serial", errors="replace").read():
             if time.time() > end:
                 return "error", "the source guest did not print READY"
@@ -169,6 +203,11 @@ def one_run(a, wd, tb):
         if not alive:
             what += "; no heartbeat in the last second (stuck)"
         verdict = "verified" if ok >= 1 and alive and not fails and boots == 0 and resets == 0 else "lost"
+        if verdict == "lost" and a.diagnose:
+            try:
+                what += "\n" + diagnose(src, dst, procs[1].pid, a.dump or [])
+            except (RuntimeError, OSError) as e:  # the verdict stands; say why there is no more
+                what += f"\n  (diagnosis failed: {e})"
         return verdict, what
     finally:
         for p in procs:
@@ -181,10 +220,18 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--qemu", required=True)
+    p.add_argument("--dst-qemu", help="the destination's QEMU, when not --qemu (a cross-version pair: give both a --machine they share)")
+    p.add_argument("--machine", default="pc", help="QEMU's -M value for both QEMUs (default pc)")
     p.add_argument("--guest-elf", required=True)
     p.add_argument("--guest", default="ro=64 hot=16 cold=32 rate=40 beat=20",
                    help="the guest's command line (default: ci/e2e's FAST_GUEST)")
     p.add_argument("--memory", type=int, default=256)
+    p.add_argument("--accel", default="tcg",
+                   help="QEMU's -accel value for both QEMUs (default tcg; e.g. kvm, tcg,thread=single)")
+    p.add_argument("--qemu-arg", action="append", metavar="ARG",
+                   help="one more argument for both QEMUs' command lines (repeatable, e.g. --qemu-arg=-cpu --qemu-arg=qemu64)")
+    p.add_argument("--ready-timeout", type=float, default=20.0,
+                   help="seconds the source guest has to print READY (default 20)")
     p.add_argument("--bandwidth", type=int, default=20, help="pre-copy cap, MiB/s (ci/e2e's --bandwidth 20)")
     p.add_argument("--postcopy-bandwidth", type=int, default=0,
                    help="post-copy cap, MiB/s (default: none, as ci/e2e's scenarios without --postcopy-bandwidth)")
@@ -192,6 +239,13 @@ def main():
     p.add_argument("--verify", type=float, default=8.0)
     p.add_argument("--timeout", type=float, default=120.0)
     p.add_argument("--runs", type=int, default=6)
+    p.add_argument("--keep", metavar="DIR",
+                   help="copy a run's serial outputs and QEMU logs to DIR/runN when it was not verified")
+    p.add_argument("--keep-all", action="store_true", help="with --keep: keep verified runs too")
+    p.add_argument("--dump", action="append", metavar="ADDR",
+                   help="with --diagnose: also show 8 words of guest-physical memory at ADDR on both sides (repeatable)")
+    p.add_argument("--diagnose", action="store_true",
+                   help="on a lost run, print both sides' query-migrate, the destination vCPU's registers and its threads' kernel waits")
     p.add_argument("--no-preempt", action="store_true")
     p.add_argument("--libvirt-caps", action="store_true")
     p.add_argument("--testbed", metavar="POSTCOPY",
@@ -199,10 +253,15 @@ def main():
     a = p.parse_args()
     if not shutil.which(a.qemu) and not os.access(a.qemu, os.X_OK):
         p.error(f"--qemu {a.qemu}: not an executable")
+    if a.dst_qemu and not shutil.which(a.dst_qemu) and not os.access(a.dst_qemu, os.X_OK):
+        p.error(f"--dst-qemu {a.dst_qemu}: not an executable")
     if not os.path.isfile(a.guest_elf):
         p.error(f"--guest-elf {a.guest_elf}: no such file")
     version = subprocess.run([a.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-    print(f"{version}; preempt {'off' if a.no_preempt else 'on'}; "
+    if a.dst_qemu:
+        dv = subprocess.run([a.dst_qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+        version = f"source {version}, destination {dv}"
+    print(f"{version}; -M {a.machine}; -accel {a.accel} {' '.join(a.qemu_arg or [])}; preempt {'off' if a.no_preempt else 'on'}; "
           f"post-copy cap {a.postcopy_bandwidth or 'none'} MiB/s; "
           f"{'libvirt 12.8' if a.libvirt_caps else 'minimal'} capabilities; guest '{a.guest}'; "
           f"{'testbed, 64 MiB/s link' if a.testbed else 'loopback'}")
@@ -213,6 +272,10 @@ def main():
         try:
             tb = Testbed(a.testbed, 64) if a.testbed else None
             verdict, what = one_run(a, wd, tb)
+            if a.keep and (verdict != "verified" or a.keep_all):
+                kept = os.path.join(a.keep, f"run{i + 1}")
+                shutil.copytree(wd, kept, ignore=shutil.ignore_patterns("*.qmp"))
+                what += f" (kept in {kept})"
         except (RuntimeError, OSError) as e:
             verdict, what = "error", str(e)
         finally:

@@ -389,6 +389,13 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
 
     let (env, _) = postcopy_tools::qemu::extracted_qemu(a.local.qemu_root.as_deref());
     let version = qemu_version(&a.local.qemu, &env);
+    let (guest, tlbflush) = postcopy_tools::qemu::guest_cmdline_for(&version, &a.guest);
+    if tlbflush {
+        eprintln!(
+            "QEMU {version}: the guest flushes its TLB (tlbflush=1), or TCG loses its writes in \
+             post-copy (qemu-fixtures/README.md); give --guest with tlbflush=0 to see that"
+        );
+    }
     let kernel = a.local.kernel()?;
     let mut faults = Vec::new();
     if let Some(secs) = a.start_postcopy_after {
@@ -442,7 +449,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
         qemu_root: a.local.qemu_root.clone(),
         kernel,
         memory_mib: a.memory,
-        guest: a.guest.clone(),
+        guest: guest.clone(),
         workdir,
         flags,
         // On the testbed the link is the limit: QEMU's caps are not a link model
@@ -473,7 +480,7 @@ fn migrate(a: MigrateArgs) -> Result<ExitCode, CliError> {
         }),
     };
     if progress {
-        eprintln!("waiting for the guest to fill its memory ({})", a.guest);
+        eprintln!("waiting for the guest to fill its memory ({guest})");
     }
     let res = scenario::run(plan)?;
     let out = scenario_json(&res);
