@@ -251,16 +251,18 @@ def main():
     p.add_argument("--testbed", metavar="POSTCOPY",
                    help="run the QEMUs in the hosts of `POSTCOPY testbed` (64 MiB/s link) instead of on loopback")
     a = p.parse_args()
-    if not shutil.which(a.qemu) and not os.access(a.qemu, os.X_OK):
-        p.error(f"--qemu {a.qemu}: not an executable")
-    if a.dst_qemu and not shutil.which(a.dst_qemu) and not os.access(a.dst_qemu, os.X_OK):
-        p.error(f"--dst-qemu {a.dst_qemu}: not an executable")
+    for flag, qemu in (("--qemu", a.qemu), ("--dst-qemu", a.dst_qemu)):
+        if qemu and not shutil.which(qemu) and not os.access(qemu, os.X_OK):
+            p.error(f"{flag} {qemu}: not an executable")
     if not os.path.isfile(a.guest_elf):
         p.error(f"--guest-elf {a.guest_elf}: no such file")
-    version = subprocess.run([a.qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+    def version_of(qemu):
+        return subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+
+    version = version_of(a.qemu)
     if a.dst_qemu:
-        dv = subprocess.run([a.dst_qemu, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
-        version = f"source {version}, destination {dv}"
+        version = f"source {version}, destination {version_of(a.dst_qemu)}"
     print(f"{version}; -M {a.machine}; -accel {a.accel} {' '.join(a.qemu_arg or [])}; preempt {'off' if a.no_preempt else 'on'}; "
           f"post-copy cap {a.postcopy_bandwidth or 'none'} MiB/s; "
           f"{'libvirt 12.8' if a.libvirt_caps else 'minimal'} capabilities; guest '{a.guest}'; "

@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::Value;
 
+use postcopy_core::driver::policy::Sample;
 use postcopy_core::driver::MigrateRequest;
 use postcopy_core::transcript::format::{ApiRecord, MonitorTag, QemuVersions};
 use postcopy_core::transcript::{Header, Record};
@@ -336,24 +337,17 @@ pub struct Summary {
     pub pre_switchover_before_reply: bool,
     /// `migrate-continue` commands written on the source.
     pub migrate_continue_count: usize,
-    /// The last `query-migrate` reply on the source before the first `migrate-start-postcopy`:
-    /// pages sent (`ram.normal` + `ram.duplicate`) and pages of guest RAM (`ram.total` /
-    /// `ram.page-size`, rounded up). On QEMU > 10.0 this is the reply the flag's switch was
-    /// decided on (docs/driver-behaviour.md §7 rule 2).
-    pub pages_before_switch: Option<(u64, u64)>,
+    /// The counters of the last `query-migrate` reply on the source before the first
+    /// `migrate-start-postcopy` (its `sent` and `total`: memory sent, a page each time, and
+    /// guest RAM). On QEMU > 10.0 this is the reply the flag's switch was decided on
+    /// (docs/driver-behaviour.md §7 rule 2).
+    pub sample_before_switch: Option<Sample>,
 }
 
 impl Summary {
     pub fn latency_ms(&self) -> Option<u64> {
         self.start_postcopy_ms?.checked_sub(self.pass2_ms?)
     }
-}
-
-/// Pages sent and pages of guest RAM from a `query-migrate` reply's `ram` object.
-fn ram_pages(ram: &Value) -> Option<(u64, u64)> {
-    let n = |k: &str| ram.get(k).and_then(Value::as_u64);
-    let page = n("page-size").filter(|p| *p > 0)?;
-    Some((n("normal")? + n("duplicate")?, n("total")?.div_ceil(page)))
 }
 
 fn exec(m: &Value) -> &str {
@@ -568,8 +562,8 @@ pub fn import(src_log: &str, dst_log: &str, opts: &ImportOptions) -> Result<Impo
                     }
                 }
                 if m.mon == MonitorTag::Src && summary.start_postcopy_ms.is_none() {
-                    if let Some(pages) = m.msg.pointer("/return/ram").and_then(ram_pages) {
-                        summary.pages_before_switch = Some(pages);
+                    if let Some(sample) = m.msg.get("return").and_then(Sample::from_query_migrate) {
+                        summary.sample_before_switch = Some(sample);
                     }
                 }
                 records.push(Record::Recv {

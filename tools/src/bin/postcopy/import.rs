@@ -70,9 +70,9 @@ pub fn main(a: ImportArgs) -> Result<ExitCode, CliError> {
             s.pre_switchover_before_reply
         );
         println!("migrate_continue_count={}", s.migrate_continue_count);
-        let (sent, ram) = s.pages_before_switch.unzip();
-        println!("pages_sent_before_switch={}", opt(sent));
-        println!("pages_of_ram={}", opt(ram));
+        let sample = s.sample_before_switch;
+        println!("bytes_sent_before_switch={}", opt(sample.map(|x| x.sent)));
+        println!("ram_bytes={}", opt(sample.map(|x| x.total)));
         println!("flags={}", imported.header.flag_names.join("|"));
     }
     Ok(ExitCode::SUCCESS)
