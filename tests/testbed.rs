@@ -421,8 +421,16 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
     let achieved = payload as f64 / whole / MIB as f64;
     eprintln!(
         "payload {achieved:.2} MiB/s over {whole:.2} s; qdisc {:.2} MiB/s ({} bytes); connections {}; \
-         backlog at mark {backlog:?}; drops {}; retransmitted {} bytes; srtt {:?} ms",
-        detail.report.achieved_mib_s, detail.bytes, detail.report.connections, detail.drops, detail.bytes_retrans, detail.mean_srtt_ms
+         backlog at mark {backlog:?}; drops {}; retransmitted {} bytes ({} segments, {} reported \
+         duplicate); srtt {:?} ms",
+        detail.report.achieved_mib_s,
+        detail.bytes,
+        detail.report.connections,
+        detail.drops,
+        detail.bytes_retrans,
+        detail.segs_retrans,
+        detail.dsack_dups,
+        detail.mean_srtt_ms
     );
     assert!(
         achieved <= rate * 1.05,
@@ -432,11 +440,17 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
         achieved >= rate * 0.85,
         "payload at only {achieved:.2} MiB/s of {rate}"
     );
-    // The queue is deep enough for both connections' windows: the testbed adds no loss.
+    // The queue is deep enough for both connections' windows: the testbed adds no loss. TCP
+    // may still send a segment again when a timer fires before its acknowledgement (a tail loss
+    // probe on a busy 2-core host: 5 segments in one CI run, tbf dropping none); the destination
+    // then reports it received twice (D-SACK), so any retransmission must be one of those.
     assert_eq!(
-        (detail.drops, detail.bytes_retrans),
+        (detail.drops, detail.lost_segments()),
         (0, 0),
-        "tbf dropped packets"
+        "tbf dropped packets, or segments were lost on the way: {} segments retransmitted, \
+         {} reported duplicate by the destination",
+        detail.segs_retrans,
+        detail.dsack_dups
     );
     let r = &detail.report;
     assert!(

@@ -43,8 +43,14 @@ pub struct TcpConn {
     pub notsent: u64,
     /// Smoothed round-trip time, ms (`rtt:` srtt/rttvar).
     pub srtt_ms: Option<f64>,
-    /// Bytes this socket has sent again (`bytes_retrans:`), after a drop at tbf's queue.
+    /// Bytes this socket has sent again (`bytes_retrans:`): after a drop at tbf's queue, or when
+    /// one of TCP's timers fired before an acknowledgement came (a busy host).
     pub bytes_retrans: u64,
+    /// Segments this socket has sent again (`retrans:now/total`, the total).
+    pub segs_retrans: u64,
+    /// Segments the peer reported receiving twice (`dsack_dups:`, D-SACK, RFC 2883): a
+    /// retransmission whose original had arrived, so not a loss.
+    pub dsack_dups: u64,
 }
 
 impl Probe {
@@ -144,6 +150,10 @@ pub struct LinkDetail {
     pub drops: u64,
     /// Bytes the source's migration sockets retransmitted (as of their last sample).
     pub bytes_retrans: u64,
+    /// Segments they retransmitted (as of their last sample).
+    pub segs_retrans: u64,
+    /// Of those, segments the destination reported as duplicates (same sample).
+    pub dsack_dups: u64,
     pub backlog_at_switch: Option<Backlog>,
     /// The connections (source-side local address) seen.
     pub conns: Vec<SocketAddrV4>,
@@ -152,14 +162,23 @@ pub struct LinkDetail {
     pub samples: usize,
 }
 
+impl LinkDetail {
+    /// Retransmitted segments the destination did not report as duplicates: packets lost on
+    /// the way (the kernel's own test, `dsack_dups` against `total_retrans`). A retransmission
+    /// the destination reported twice-received was a timer firing early, not a loss.
+    pub fn lost_segments(&self) -> u64 {
+        self.segs_retrans.saturating_sub(self.dsack_dups)
+    }
+}
+
 #[derive(Debug, Default)]
 struct Samples {
     /// (time, source egress bytes)
     bytes: Vec<(Instant, u64)>,
     drops: u64,
     conns: BTreeSet<SocketAddrV4>,
-    /// The last `bytes_retrans` seen per connection.
-    retrans: std::collections::BTreeMap<SocketAddrV4, u64>,
+    /// The last (`bytes_retrans`, `segs_retrans`, `dsack_dups`) seen per connection.
+    retrans: std::collections::BTreeMap<SocketAddrV4, (u64, u64, u64)>,
     srtt: Vec<f64>,
     switch: Option<Backlog>,
     errors: Vec<String>,
@@ -255,7 +274,9 @@ impl LinkMonitor {
             bytes,
             active,
             drops: s.drops,
-            bytes_retrans: s.retrans.values().sum(),
+            bytes_retrans: s.retrans.values().map(|r| r.0).sum(),
+            segs_retrans: s.retrans.values().map(|r| r.1).sum(),
+            dsack_dups: s.retrans.values().map(|r| r.2).sum(),
             backlog_at_switch: s.switch,
             conns: s.conns.into_iter().collect(),
             mean_srtt_ms: (!s.srtt.is_empty())
@@ -293,7 +314,8 @@ fn sample(p: &Probe, port: u16, s: &Mutex<Samples>) {
             for c in cs {
                 if c.peer.ip() == &DST_ADDR {
                     s.conns.insert(c.local);
-                    s.retrans.insert(c.local, c.bytes_retrans);
+                    s.retrans
+                        .insert(c.local, (c.bytes_retrans, c.segs_retrans, c.dsack_dups));
                 }
                 if let Some(r) = c.srtt_ms {
                     s.srtt.push(r);
@@ -372,6 +394,14 @@ fn parse_ss(out: &str) -> Result<Vec<TcpConn>, String> {
                     c.notsent = v.parse().unwrap_or(0);
                 } else if let Some(v) = tok.strip_prefix("bytes_retrans:") {
                     c.bytes_retrans = v.parse().unwrap_or(0);
+                } else if let Some(v) = tok.strip_prefix("retrans:") {
+                    c.segs_retrans = v
+                        .split('/')
+                        .nth(1)
+                        .and_then(|x| x.parse().ok())
+                        .unwrap_or(0);
+                } else if let Some(v) = tok.strip_prefix("dsack_dups:") {
+                    c.dsack_dups = v.parse().unwrap_or(0);
                 } else if let Some(v) = tok.strip_prefix("rtt:") {
                     c.srtt_ms = v.split('/').next().and_then(|x| x.parse().ok());
                 }
@@ -395,6 +425,8 @@ fn parse_ss(out: &str) -> Result<Vec<TcpConn>, String> {
             notsent: 0,
             srtt_ms: None,
             bytes_retrans: 0,
+            segs_retrans: 0,
+            dsack_dups: 0,
         });
     }
     Ok(conns)
@@ -406,13 +438,14 @@ mod tests {
 
     #[test]
     fn ss_lines_and_details() {
-        let out = "ESTAB 0      123456 169.254.213.1:40000 169.254.213.2:4444 \n\t cubic wscale:7,7 rto:201 rtt:0.812/0.1 mss:1448 bytes_retrans:2896 notsent:65000 minrtt:0.02\nESTAB 77 0 169.254.213.2:4444 169.254.213.1:40000\n";
+        let out = "ESTAB 0      123456 169.254.213.1:40000 169.254.213.2:4444 \n\t cubic wscale:7,7 rto:201 rtt:0.812/0.1 mss:1448 bytes_retrans:2896 retrans:0/2 dsack_dups:1 notsent:65000 minrtt:0.02\nESTAB 77 0 169.254.213.2:4444 169.254.213.1:40000\n";
         let c = parse_ss(out).expect("parses");
         assert_eq!(c.len(), 2);
         assert_eq!(c[0].send_q, 123456);
         assert_eq!(c[0].notsent, 65000);
         assert_eq!(c[0].srtt_ms, Some(0.812));
         assert_eq!(c[0].bytes_retrans, 2896);
+        assert_eq!((c[0].segs_retrans, c[0].dsack_dups), (2, 1));
         assert_eq!(c[1].recv_q, 77);
         assert_eq!(c[1].local, "169.254.213.2:4444".parse().expect("addr"));
     }
