@@ -251,22 +251,27 @@ fn frames_hold_their_rate_and_a_stop_is_one_stall_the_guest_clock_does_not_see()
         idle_stalls.stalls.len(),
         idle_stalls.longest_ms
     );
-    // The guest keeps its cadence on its own clock: most intervals are one period. A loaded host
-    // makes some frames late (the rate then drops below nominal), never early.
+    // The guest keeps its cadence on its own clock, which runs with the host's while the VM
+    // runs: over the idle window both rates agree. Frames are due on a fixed schedule (no
+    // drift); a loaded host makes some late and the rate drops below nominal, never above it.
+    // Single intervals say little: a frame finished late is followed by one rendered at once
+    // (with both cores building libvirt beside it: 20.43 fps of 25, median interval 45.3 ms of
+    // 40, min 21.7 ms).
     let mut gaps: Vec<f64> = idle
         .windows(2)
         .map(|w| (w[1].guest_us - w[0].guest_us) as f64 / 1000.0)
         .collect();
     gaps.sort_by(f64::total_cmp);
-    let median_gap = gaps[gaps.len() / 2];
     eprintln!(
-        "idle guest-clock intervals: min {:.1} ms, median {median_gap:.1} ms, max {:.1} ms",
+        "idle guest-clock intervals: min {:.1} ms, median {:.1} ms, max {:.1} ms",
         gaps[0],
+        gaps[gaps.len() / 2],
         gaps[gaps.len() - 1]
     );
     assert!(
-        (median_gap - 1000.0 / FPS).abs() < 0.1 * 1000.0 / FPS,
-        "median guest-clock interval {median_gap:.1} ms is not within 10 % of the period"
+        (guest_fps / host_fps - 1.0).abs() < 0.05,
+        "idle: {guest_fps:.2} fps on the guest's clock, {host_fps:.2} on the host's: the guest's \
+         clock does not run with the host's"
     );
     assert!(
         (FPS * 0.75..=FPS * 1.02).contains(&host_fps),
