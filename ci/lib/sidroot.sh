@@ -18,7 +18,7 @@ QEMU_WRAPPER=$CACHE/newest/qemu-11.1
 host_mirror() {
   local m
   m=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null |
-      grep -v '^[[:space:]]*#' | grep -o 'https\?://[^ ]*/debian/\?\( \|$\)' | grep -v security | head -1 | tr -d ' ')
+      grep -v '^[[:space:]]*#' | grep -o 'https\?://[^ ]*/debian/\?\( \|$\)' | grep -v security | sed -n 1p | tr -d ' ')
   [ -n "$m" ] || die "no Debian mirror in the host's apt sources"
   echo "${m%/}"
 }
@@ -97,8 +97,8 @@ sid_root() {
   # The versions the lane runs (fail, never run something else).
   local v
   v=$(sid_versions "$SID_ROOT")
-  echo "$v" | grep -qx "libvirt-daemon $SID_LIBVIRT_VERSION" || die "sid root: libvirt-daemon is not $SID_LIBVIRT_VERSION: $v"
-  echo "$v" | grep -qx "qemu-system-x86 $SID_QEMU_VERSION" || die "sid root: qemu-system-x86 is not $SID_QEMU_VERSION: $v"
+  grep -qx "libvirt-daemon $SID_LIBVIRT_VERSION" <<<"$v" || die "sid root: libvirt-daemon is not $SID_LIBVIRT_VERSION: $v"
+  grep -qx "qemu-system-x86 $SID_QEMU_VERSION" <<<"$v" || die "sid root: qemu-system-x86 is not $SID_QEMU_VERSION: $v"
   write_qemu_wrapper
 }
 
@@ -115,7 +115,7 @@ exec $r/lib64/ld-linux-x86-64.so.2 --library-path $r/usr/lib/x86_64-linux-gnu:$r
 WRAP
   chmod 755 "$tmp"; mv "$tmp" "$QEMU_WRAPPER"
   local v
-  v=$("$QEMU_WRAPPER" --version | head -1) || die "the QEMU wrapper $QEMU_WRAPPER does not run"
+  v=$("$QEMU_WRAPPER" --version | sed -n 1p) || die "the QEMU wrapper $QEMU_WRAPPER does not run"
   [[ "$v" == *"version 11.1"* ]] || die "$QEMU_WRAPPER: unexpected version: $v"
   log "QEMU wrapper $QEMU_WRAPPER: $v"
 }
