@@ -427,9 +427,9 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
         detail.bytes,
         detail.report.connections,
         detail.drops,
-        detail.bytes_retrans,
-        detail.segs_retrans,
-        detail.dsack_dups,
+        detail.retrans.bytes,
+        detail.retrans.segments,
+        detail.retrans.dsack_dups,
         detail.mean_srtt_ms
     );
     assert!(
@@ -445,12 +445,12 @@ fn two_connections_share_one_bottleneck_and_never_exceed_the_rate() {
     // probe on a busy 2-core host: 5 segments in one CI run, tbf dropping none); the destination
     // then reports it received twice (D-SACK), so any retransmission must be one of those.
     assert_eq!(
-        (detail.drops, detail.lost_segments()),
+        (detail.drops, detail.retrans.lost_segments()),
         (0, 0),
         "tbf dropped packets, or segments were lost on the way: {} segments retransmitted, \
          {} reported duplicate by the destination",
-        detail.segs_retrans,
-        detail.dsack_dups
+        detail.retrans.segments,
+        detail.retrans.dsack_dups
     );
     let r = &detail.report;
     assert!(
@@ -547,7 +547,7 @@ fn an_added_round_trip_delays_every_connection_and_keeps_the_rate() {
          srtt {:?} ms; frames through the delay stage {:?}, late by (mean, max) {:?}",
         serde_json::to_string(&detail.report).unwrap(),
         detail.drops,
-        detail.bytes_retrans,
+        detail.retrans.bytes,
         detail.mean_srtt_ms,
         tb.delayed_frames(),
         tb.delay_lateness()
@@ -1037,7 +1037,7 @@ fn real_migration(rtt: Duration) {
         detail.bytes,
         detail.active.as_secs_f64(),
         detail.drops,
-        detail.bytes_retrans,
+        detail.retrans.bytes,
         detail.mean_srtt_ms,
         out.stats.params
     );

@@ -43,14 +43,40 @@ pub struct TcpConn {
     pub notsent: u64,
     /// Smoothed round-trip time, ms (`rtt:` srtt/rttvar).
     pub srtt_ms: Option<f64>,
-    /// Bytes this socket has sent again (`bytes_retrans:`): after a drop at tbf's queue, or when
-    /// one of TCP's timers fired before an acknowledgement came (a busy host).
-    pub bytes_retrans: u64,
-    /// Segments this socket has sent again (`retrans:now/total`, the total).
-    pub segs_retrans: u64,
+    /// What this socket has sent again.
+    pub retrans: Retransmissions,
+}
+
+/// What TCP sent again, on one socket or summed over several: after a drop at tbf's queue, or
+/// when one of TCP's timers fired before an acknowledgement came (a busy host).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Retransmissions {
+    /// Bytes sent again (`bytes_retrans:`).
+    pub bytes: u64,
+    /// Segments sent again (`retrans:now/total`, the total).
+    pub segments: u64,
     /// Segments the peer reported receiving twice (`dsack_dups:`, D-SACK, RFC 2883): a
     /// retransmission whose original had arrived, so not a loss.
     pub dsack_dups: u64,
+}
+
+impl Retransmissions {
+    /// Segments sent again that the peer did not report as duplicates: packets lost on the way
+    /// (the kernel's own test, `dsack_dups` against `total_retrans`). A retransmission the peer
+    /// reported twice-received was a timer firing early, not a loss.
+    pub fn lost_segments(&self) -> u64 {
+        self.segments.saturating_sub(self.dsack_dups)
+    }
+}
+
+impl std::iter::Sum for Retransmissions {
+    fn sum<I: Iterator<Item = Retransmissions>>(iter: I) -> Retransmissions {
+        iter.fold(Retransmissions::default(), |a, r| Retransmissions {
+            bytes: a.bytes + r.bytes,
+            segments: a.segments + r.segments,
+            dsack_dups: a.dsack_dups + r.dsack_dups,
+        })
+    }
 }
 
 impl Probe {
@@ -148,12 +174,8 @@ pub struct LinkDetail {
     pub active: Duration,
     /// Packets tbf dropped at its queue (the sender then retransmits them).
     pub drops: u64,
-    /// Bytes the source's migration sockets retransmitted (as of their last sample).
-    pub bytes_retrans: u64,
-    /// Segments they retransmitted (as of their last sample).
-    pub segs_retrans: u64,
-    /// Of those, segments the destination reported as duplicates (same sample).
-    pub dsack_dups: u64,
+    /// What the source's migration sockets retransmitted (as of their last sample each).
+    pub retrans: Retransmissions,
     pub backlog_at_switch: Option<Backlog>,
     /// The connections (source-side local address) seen.
     pub conns: Vec<SocketAddrV4>,
@@ -162,23 +184,14 @@ pub struct LinkDetail {
     pub samples: usize,
 }
 
-impl LinkDetail {
-    /// Retransmitted segments the destination did not report as duplicates: packets lost on
-    /// the way (the kernel's own test, `dsack_dups` against `total_retrans`). A retransmission
-    /// the destination reported twice-received was a timer firing early, not a loss.
-    pub fn lost_segments(&self) -> u64 {
-        self.segs_retrans.saturating_sub(self.dsack_dups)
-    }
-}
-
 #[derive(Debug, Default)]
 struct Samples {
     /// (time, source egress bytes)
     bytes: Vec<(Instant, u64)>,
     drops: u64,
     conns: BTreeSet<SocketAddrV4>,
-    /// The last (`bytes_retrans`, `segs_retrans`, `dsack_dups`) seen per connection.
-    retrans: std::collections::BTreeMap<SocketAddrV4, (u64, u64, u64)>,
+    /// The last retransmission counters seen per connection.
+    retrans: std::collections::BTreeMap<SocketAddrV4, Retransmissions>,
     srtt: Vec<f64>,
     switch: Option<Backlog>,
     errors: Vec<String>,
@@ -274,9 +287,7 @@ impl LinkMonitor {
             bytes,
             active,
             drops: s.drops,
-            bytes_retrans: s.retrans.values().map(|r| r.0).sum(),
-            segs_retrans: s.retrans.values().map(|r| r.1).sum(),
-            dsack_dups: s.retrans.values().map(|r| r.2).sum(),
+            retrans: s.retrans.values().copied().sum(),
             backlog_at_switch: s.switch,
             conns: s.conns.into_iter().collect(),
             mean_srtt_ms: (!s.srtt.is_empty())
@@ -314,8 +325,7 @@ fn sample(p: &Probe, port: u16, s: &Mutex<Samples>) {
             for c in cs {
                 if c.peer.ip() == &DST_ADDR {
                     s.conns.insert(c.local);
-                    s.retrans
-                        .insert(c.local, (c.bytes_retrans, c.segs_retrans, c.dsack_dups));
+                    s.retrans.insert(c.local, c.retrans);
                 }
                 if let Some(r) = c.srtt_ms {
                     s.srtt.push(r);
@@ -393,15 +403,15 @@ fn parse_ss(out: &str) -> Result<Vec<TcpConn>, String> {
                 if let Some(v) = tok.strip_prefix("notsent:") {
                     c.notsent = v.parse().unwrap_or(0);
                 } else if let Some(v) = tok.strip_prefix("bytes_retrans:") {
-                    c.bytes_retrans = v.parse().unwrap_or(0);
+                    c.retrans.bytes = v.parse().unwrap_or(0);
                 } else if let Some(v) = tok.strip_prefix("retrans:") {
-                    c.segs_retrans = v
+                    c.retrans.segments = v
                         .split('/')
                         .nth(1)
                         .and_then(|x| x.parse().ok())
                         .unwrap_or(0);
                 } else if let Some(v) = tok.strip_prefix("dsack_dups:") {
-                    c.dsack_dups = v.parse().unwrap_or(0);
+                    c.retrans.dsack_dups = v.parse().unwrap_or(0);
                 } else if let Some(v) = tok.strip_prefix("rtt:") {
                     c.srtt_ms = v.split('/').next().and_then(|x| x.parse().ok());
                 }
@@ -424,9 +434,7 @@ fn parse_ss(out: &str) -> Result<Vec<TcpConn>, String> {
             send_q: num(f[2])?,
             notsent: 0,
             srtt_ms: None,
-            bytes_retrans: 0,
-            segs_retrans: 0,
-            dsack_dups: 0,
+            retrans: Retransmissions::default(),
         });
     }
     Ok(conns)
@@ -444,8 +452,15 @@ mod tests {
         assert_eq!(c[0].send_q, 123456);
         assert_eq!(c[0].notsent, 65000);
         assert_eq!(c[0].srtt_ms, Some(0.812));
-        assert_eq!(c[0].bytes_retrans, 2896);
-        assert_eq!((c[0].segs_retrans, c[0].dsack_dups), (2, 1));
+        assert_eq!(
+            c[0].retrans,
+            Retransmissions {
+                bytes: 2896,
+                segments: 2,
+                dsack_dups: 1
+            }
+        );
+        assert_eq!(c[0].retrans.lost_segments(), 1);
         assert_eq!(c[1].recv_q, 77);
         assert_eq!(c[1].local, "169.254.213.2:4444".parse().expect("addr"));
     }
